@@ -1,0 +1,110 @@
+"""The SCORPION release layout, ``slide_{i}/sample_{j}/<name>.<ext>``, read-only helpers.
+
+The official release (Zenodo 16517924) holds ``{AT2,DP200,GT450,P1000,Philips}.jpg`` per
+sample; prediction folders hold ``<scanner>.png`` label maps and the synthetic set adds a
+``label.png`` ground truth. A *sample id* in this layout is ``"slide_{i}/sample_{j}"``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+LABEL_STEM = "label"
+"""Ground-truth file stem in a sample folder; never a scanner name."""
+
+
+class DataError(ValueError):
+    """Input data the benchmark cannot use; the message names the file and the fix."""
+
+
+def natural_key(text: str) -> list[int | str]:
+    """Sort key that orders ``slide_2`` before ``slide_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def sample_dirs(root: Path) -> list[Path]:
+    """``root/slide_*/sample_*`` folders in natural order (empty when the layout is absent)."""
+    dirs = [d for d in root.glob("slide_*/sample_*") if d.is_dir()]
+    return sorted(dirs, key=lambda d: natural_key(d.relative_to(root).as_posix()))
+
+
+def sample_id(root: Path, folder: Path) -> str:
+    return folder.relative_to(root).as_posix()
+
+
+def scan_layout(root: Path, suffixes: tuple[str, ...]) -> dict[str, dict[str, Path]]:
+    """``{sample_id: {scanner: file}}`` for files whose suffix is in ``suffixes``.
+
+    ``label.*`` (ground truth) is left out, so scanner names are exactly the other stems.
+    """
+    table: dict[str, dict[str, Path]] = {}
+    for folder in sample_dirs(root):
+        files = {
+            f.stem: f
+            for f in sorted(folder.iterdir())
+            if f.is_file() and f.suffix.lower() in suffixes and f.stem != LABEL_STEM
+        }
+        if files:
+            table[sample_id(root, folder)] = files
+    return table
+
+
+def match_samples(
+    wanted: list[str], available: list[str], root: Path, what: str
+) -> tuple[list[str | None], str]:
+    """Map each wanted sample id to a sample id of a release-layout folder.
+
+    By id when the ids agree (a release folder benchmarked against itself or its
+    predictions); by position when the data's ids are not release-style (a build whose
+    ``sample_id`` differs from the exported ``slide_i/sample_j``) but the counts agree, since
+    export writes samples in Zarr axis-0 order. Anything else is an error.
+
+    Returns the mapping (None = absent for that sample) and ``"id"`` or ``"order"``.
+    """
+    available_set = set(available)
+    if any(s in available_set for s in wanted):
+        return [s if s in available_set else None for s in wanted], "id"
+    if len(wanted) == len(available):
+        return list(available), "order"
+    raise DataError(
+        f"{root}: its {what} samples ({len(available)}, e.g. {available[:2]}) match none of the "
+        f"data's {len(wanted)} sample ids (e.g. {wanted[:2]}); point it at a folder exported "
+        "from the same data (scorpion-build export) so ids or counts agree"
+    )
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as uint8 RGB ``(H, W, 3)``."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"{path}: unreadable or truncated image; re-export or remove it")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """A PNG label map (class index per pixel) as uint8 ``(H, W)``.
+
+    Accepts 8- or 16-bit grayscale, and RGB(A) whose colour channels are equal (a gray map
+    saved as colour); palette PNGs must be saved as index images instead.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{path}: unreadable or truncated PNG; re-write the label map")
+    if image.ndim == 3:
+        colour = image[..., :3]
+        if not (np.array_equal(colour[..., 0], colour[..., 1])
+                and np.array_equal(colour[..., 0], colour[..., 2])):
+            raise DataError(
+                f"{path}: a colour image, not a label map; save class indices 0..C-1 as a "
+                "single-channel 8-bit PNG"
+            )
+        image = colour[..., 0]
+    if image.dtype != np.uint8:
+        if image.max(initial=0) > 254:
+            raise DataError(f"{path}: class index {int(image.max())} is above 254")
+        image = image.astype(np.uint8)
+    return image

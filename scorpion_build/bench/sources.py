@@ -1,0 +1,219 @@
+"""Scanner-paired patch sources: a build directory, a Zarr store, or a release-layout folder.
+
+All three look the same to the benchmark: ``scanners`` (axis order), ``sample_ids``,
+``valid`` (N, S) and ``read(n, s)`` -> one RGB patch. Patches are read one at a time, so
+memory stays bounded by the batch size whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from scorpion_build.bench.layout import DataError, natural_key, read_rgb, scan_layout
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg")
+PATCHES_ARRAY = "patches"
+MANIFEST = Path("manifests") / "patches.parquet"
+
+
+class PatchSource(ABC):
+    """Paired patches: N samples x S scanners of ``size_px`` RGB uint8 images.
+
+    Attributes
+    ----------
+    path : where the data lives.
+    kind : ``"build"``, ``"zarr"`` or ``"release"``.
+    scanners : S scanner names, in axis order.
+    sample_ids : N sample ids, in axis order.
+    valid : bool ``(N, S)``, False where a scanner's patch is missing or failed.
+    """
+
+    path: Path
+    kind: str
+    scanners: list[str]
+    sample_ids: list[str]
+    valid: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_ids)
+
+    @property
+    @abstractmethod
+    def size_px(self) -> tuple[int, int]:
+        """Patch height and width in pixels."""
+
+    @abstractmethod
+    def read(self, n: int, s: int) -> np.ndarray:
+        """Patch of sample ``n``, scanner ``s`` as uint8 RGB ``(H, W, 3)``."""
+
+    def missing(self) -> list[dict[str, str]]:
+        """``[{"sample": id, "scanner": name}]`` for every missing patch."""
+        rows, cols = np.nonzero(~self.valid)
+        return [{"sample": self.sample_ids[n], "scanner": self.scanners[s]} for n, s in zip(rows, cols, strict=True)]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "n_samples": self.n_samples,
+            "size_px": list(self.size_px),
+        }
+
+
+class ZarrPatches(PatchSource):
+    """``patches.zarr`` from ``extract`` (DESIGN.md 3.3), with its manifest when present.
+
+    A manifest row with status ``failed``, or no row at all for a (sample, scanner), marks
+    that patch missing; without a manifest every patch counts as present.
+    """
+
+    def __init__(self, store: Path, manifest: Path | None, kind: str) -> None:
+        self.path, self.kind = store, kind
+        try:
+            node = zarr.open(store, mode="r")
+        except Exception as exc:
+            raise DataError(f"{store}: not a readable Zarr store ({exc})") from exc
+        if isinstance(node, zarr.Group):
+            if PATCHES_ARRAY not in node:
+                raise DataError(
+                    f"{store}: Zarr group without a '{PATCHES_ARRAY}' array; point --data at "
+                    "the patches.zarr written by `scorpion-build extract`"
+                )
+            array = node[PATCHES_ARRAY]
+            attrs = {**dict(node.attrs), **dict(array.attrs)}
+        else:
+            array, attrs = node, dict(node.attrs)
+        if array.ndim != 5 or array.shape[-1] != 3 or array.dtype != np.uint8:
+            raise DataError(
+                f"{store}: '{PATCHES_ARRAY}' is {array.dtype} {array.shape}; expected uint8 "
+                "(N, S, size, size, 3) as written by `scorpion-build extract`"
+            )
+        n, s = array.shape[:2]
+        scanners = attrs.get("scanners") or [f"scanner_{k}" for k in range(s)]
+        if len(scanners) != s:
+            raise DataError(f"{store}: attrs list {len(scanners)} scanners for axis 1 of size {s}")
+        self._array = array
+        self.scanners = [str(x) for x in scanners]
+        self.attrs = attrs
+        self.sample_ids = [f"sample_{k}" for k in range(n)]
+        self.valid = np.ones((n, s), bool)
+        self.manifest = manifest if manifest is not None and manifest.is_file() else None
+        if self.manifest is not None:
+            self._apply_manifest(self.manifest)
+
+    def _apply_manifest(self, manifest: Path) -> None:
+        try:
+            table = pd.read_parquet(manifest, columns=["index", "sample_id", "scanner", "status"])
+        except Exception as exc:
+            raise DataError(
+                f"{manifest}: cannot read columns index, sample_id, scanner, status ({exc}); "
+                "re-run `scorpion-build extract`"
+            ) from exc
+        n, s = self.valid.shape
+        column = {name: k for k, name in enumerate(self.scanners)}
+        valid = np.zeros((n, s), bool)
+        for row in table.itertuples(index=False):
+            if not 0 <= int(row.index) < n or row.scanner not in column:
+                raise DataError(
+                    f"{manifest}: row ({row.sample_id}, {row.scanner}) points at index "
+                    f"{row.index} outside the store's {n} samples x {self.scanners}; the "
+                    "manifest and patches.zarr are from different runs, re-run extract"
+                )
+            valid[int(row.index), column[row.scanner]] = row.status != "failed"
+            self.sample_ids[int(row.index)] = str(row.sample_id)
+        self.valid = valid
+
+    @property
+    def size_px(self) -> tuple[int, int]:
+        return int(self._array.shape[2]), int(self._array.shape[3])
+
+    def read(self, n: int, s: int) -> np.ndarray:
+        return np.asarray(self._array[n, s])
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["manifest"] = str(self.manifest) if self.manifest else None
+        for key in ("reference", "mpp", "region_um"):
+            if key in self.attrs:
+                out[key] = self.attrs[key]
+        return out
+
+
+class ReleasePatches(PatchSource):
+    """A folder in the release layout, ``slide_{i}/sample_{j}/<scanner>.jpg``.
+
+    Scanner names are the file stems found (sorted); a sample without one of them has that
+    scanner marked missing.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path, self.kind = root, "release"
+        table = scan_layout(root, IMAGE_SUFFIXES)
+        self._files = table
+        self.sample_ids = list(table)
+        self.scanners = sorted({name for files in table.values() for name in files}, key=natural_key)
+        self.valid = np.array(
+            [[name in table[sid] for name in self.scanners] for sid in self.sample_ids], bool
+        ).reshape(len(self.sample_ids), len(self.scanners))
+        self._size: tuple[int, int] | None = None
+
+    @property
+    def size_px(self) -> tuple[int, int]:
+        if self._size is None:
+            first = next(iter(next(iter(self._files.values())).values()))
+            self._size = read_rgb(first).shape[:2]
+        return self._size
+
+    def read(self, n: int, s: int) -> np.ndarray:
+        path = self._files[self.sample_ids[n]][self.scanners[s]]
+        image = read_rgb(path)
+        if image.shape[:2] != self.size_px:
+            raise DataError(
+                f"{path}: {image.shape[1]}x{image.shape[0]} px, but the other patches are "
+                f"{self.size_px[1]}x{self.size_px[0]} px; re-export all patches at one size"
+            )
+        return image
+
+
+def _is_zarr(path: Path) -> bool:
+    return any((path / marker).is_file() for marker in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def open_patch_source(path: str | Path) -> PatchSource:
+    """Open ``--data``: a build directory, a Zarr store, or a release-layout folder.
+
+    Raises
+    ------
+    DataError
+        When the path is missing, of no known layout, or holds fewer than two scanners.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory; pass the data to benchmark")
+    if path.is_dir() and _is_zarr(path / "patches.zarr"):
+        source: PatchSource = ZarrPatches(path / "patches.zarr", path / MANIFEST, "build")
+    elif _is_zarr(path):
+        source = ZarrPatches(path, path.parent / MANIFEST, "zarr")
+    elif path.is_dir() and scan_layout(path, IMAGE_SUFFIXES):
+        source = ReleasePatches(path)
+    else:
+        raise DataError(
+            f"{path}: unknown layout; --data takes a build directory (with patches.zarr), a "
+            "Zarr store (patches.zarr), or a folder in the release layout "
+            "slide_{i}/sample_{j}/<scanner>.jpg"
+        )
+    if len(source.scanners) < 2:
+        raise DataError(
+            f"{path}: found {len(source.scanners)} scanner(s) {source.scanners}; the consistency "
+            "benchmark needs patches from at least 2 scanners"
+        )
+    if source.n_samples == 0:
+        raise DataError(f"{path}: holds no samples")
+    return source

@@ -1,0 +1,3 @@
+from scorpion_build.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,197 @@
+"""Build-directory layout, Parquet manifests (schemas, atomic writes) and resume bookkeeping."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+STATUSES = ("ok", "warn", "failed")
+
+# Column, Parquet type, meaning. One place: docs (manifests/SCHEMAS.md) are generated from it.
+SCHEMAS: dict[str, list[tuple[str, str, str]]] = {
+    "slides": [
+        ("slide_id", "string", "slide identifier (same glass slide across scanners)"),
+        ("scanner", "string", "scanner name, e.g. AT2, GT450, DP200, P1000, Philips"),
+        ("is_reference", "bool", "this scanner is the slide's registration reference"),
+        ("path", "string", "absolute path (or fsspec URL) of the whole-slide image"),
+        ("reader", "string", "library that opened it: openslide, tiffslide or image"),
+        ("vendor", "string", "format vendor reported by the reader (aperio, generic-tiff, ...)"),
+        ("width", "int64", "level-0 width in pixels"),
+        ("height", "int64", "level-0 height in pixels"),
+        ("level_count", "int64", "number of pyramid levels"),
+        ("mpp_x", "float64", "level-0 microns per pixel along x"),
+        ("mpp_y", "float64", "level-0 microns per pixel along y"),
+        ("mpp_source", "string", "metadata, override (slide table), or missing"),
+        ("file_size", "int64", "file size in bytes"),
+        ("status", "string", "ok, warn or failed"),
+        ("message", "string", "why the status is not ok, in words a user can act on"),
+    ],
+    "registrations": [
+        ("slide_id", "string", "slide identifier"),
+        ("scanner", "string", "scanner registered to the reference"),
+        ("reference", "string", "reference scanner"),
+        ("method", "string", "registration method"),
+        (
+            "matrix",
+            "list<float64>[6]",
+            "affine a,b,c,d,e,f: reference level-0 px -> this "
+            "scanner's level-0 px (identity for the reference)",
+        ),
+        ("orientation", "int64", "dihedral orientation chosen (0-3 rotations, 4-7 mirrored)"),
+        ("matches", "int64", "keypoint matches after the ratio test"),
+        ("inliers", "int64", "robust-estimator inliers"),
+        ("inlier_ratio", "float64", "inliers / matches"),
+        ("scale", "float64", "isotropic scale after mpp correction (1.0 = as metadata says)"),
+        ("shear", "float64", "shear of the linear part after mpp correction"),
+        ("rotation_deg", "float64", "rotation angle of the linear part"),
+        ("ncc", "float64", "normalised cross-correlation on tissue after the warp"),
+        ("residual_um", "float64", "median local misalignment left after refinement, um"),
+        ("refine_blocks", "int64", "tissue blocks accepted by the fine refinement"),
+        ("seconds", "float64", "wall time for this pair"),
+        ("qc_image", "string", "QC overlay path relative to the build directory"),
+        ("status", "string", "ok, warn or failed"),
+        ("message", "string", "why the status is not ok, in words a user can act on"),
+    ],
+    "regions": [
+        ("slide_id", "string", "slide identifier"),
+        ("region_index", "int64", "region number within the slide"),
+        ("sample_id", "string", "unique sample identifier, '{slide_id}_r{region_index:02d}'"),
+        ("x_um", "float64", "left edge of the region in the reference slide, um"),
+        ("y_um", "float64", "top edge of the region in the reference slide, um"),
+        ("region_um", "float64", "side of the square region, um"),
+        ("tissue_fraction", "float64", "tissue fraction of the region in the reference scan"),
+        ("source", "string", "sampled, or given (--regions-from)"),
+        ("status", "string", "ok, warn or failed"),
+        ("message", "string", "why the status is not ok, in words a user can act on"),
+    ],
+    "patches": [
+        ("index", "int64", "position on axis 0 of patches.zarr/patches"),
+        ("sample_id", "string", "sample identifier (see regions)"),
+        ("slide_id", "string", "slide identifier"),
+        ("region_index", "int64", "region number within the slide"),
+        ("scanner", "string", "scanner; its position on axis 1 is the group attr `scanners`"),
+        ("scanner_index", "int64", "position on axis 1 of patches.zarr/patches"),
+        (
+            "patch_to_slide",
+            "list<float64>[6]",
+            "affine: output-patch px -> this scanner's "
+            "level-0 px, the mapping used to resample the patch",
+        ),
+        ("level", "int64", "pyramid level read"),
+        ("correction_x_px", "float64", "local refinement shift applied, output px along x"),
+        ("correction_y_px", "float64", "local refinement shift applied, output px along y"),
+        ("similarity", "float64", "NCC to the reference patch on a stain-robust image"),
+        ("tissue_fraction", "float64", "tissue fraction of this patch"),
+        ("status", "string", "ok, warn or failed"),
+        ("message", "string", "why the status is not ok, in words a user can act on"),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class BuildDir:
+    """Paths inside a build directory (DESIGN.md 3.3)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike) -> BuildDir:
+        return cls(Path(path))
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    def manifest(self, name: str) -> Path:
+        return self.manifests / f"{name}.parquet"
+
+    @property
+    def zarr(self) -> Path:
+        return self.root / "patches.zarr"
+
+    @property
+    def qc(self) -> Path:
+        return self.root / "qc"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def state(self) -> Path:
+        """Per-stage bookkeeping (partial results, stage configs) for resume."""
+        return self.root / ".state"
+
+    def read(self, name: str) -> pd.DataFrame:
+        path = self.manifest(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found; run the stage that writes it first "
+                f"({_WRITER.get(name, 'scorpion-build')} {self.root})"
+            )
+        return pd.read_parquet(path)
+
+    def write(self, name: str, table: pd.DataFrame) -> Path:
+        return write_parquet_atomic(table, self.manifest(name))
+
+
+_WRITER = {
+    "slides": "scorpion-build scan INPUT -o",
+    "registrations": "scorpion-build register",
+    "regions": "scorpion-build extract",
+    "patches": "scorpion-build extract",
+}
+
+
+def write_parquet_atomic(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a Parquet file via a temp file in the same directory, then rename (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        table.reset_index(drop=True).to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_json_atomic(obj: object, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def order_columns(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Schema columns first (in schema order, missing ones added empty), extras after."""
+    cols = [c for c, _, _ in SCHEMAS[name]]
+    for c in cols:
+        if c not in table.columns:
+            table[c] = None
+    extras = [c for c in table.columns if c not in cols]
+    return table[cols + extras]
+
+
+def schemas_markdown() -> str:
+    lines = ["# Manifest schemas", "", "Generated from `scorpion_build/manifest.py`.", ""]
+    for name, cols in SCHEMAS.items():
+        lines += [
+            f"## `manifests/{name}.parquet`",
+            "",
+            "| column | type | meaning |",
+            "|---|---|---|",
+        ]
+        lines += [f"| `{c}` | {t} | {m} |" for c, t, m in cols]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,326 @@
+"""Open a whole-slide image (openslide first, tiffslide fallback) and read it at a target mpp.
+
+One narrow class, :class:`Slide`, hides the vendor mess: levels with their true per-axis
+downsamples, mpp from metadata or an override, and reads that return RGB uint8 with white
+where the slide is transparent or out of bounds. Coordinates follow DESIGN.md 3.1.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from scorpion_build import geometry as geo
+
+Reader = Literal["auto", "openslide", "tiffslide", "image"]
+PLAIN_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+# Plain images are read whole; refuse anything big enough to need a pyramid.
+MAX_PLAIN_IMAGE_PX = 100_000_000
+
+
+class SlideError(ValueError):
+    """A slide that cannot be used, with the file named and what to do about it."""
+
+
+class MissingMppError(SlideError):
+    pass
+
+
+@dataclass(frozen=True)
+class Level:
+    width: int
+    height: int
+    downsample_x: float  # true per-axis downsample: level-0 size / level size
+    downsample_y: float
+
+
+class Slide:
+    """A whole-slide image with a pyramid.
+
+    Parameters
+    ----------
+    path : file to open.
+    reader : "auto" (openslide, then tiffslide, then a plain-image reader), or one of them.
+    mpp : (x, y) or a single float in um/px overriding the file's metadata.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        reader: Reader = "auto",
+        mpp: float | tuple[float, float] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SlideError(f"{self.path}: file not found; check the path in the slide table")
+        self._backend, self.reader = _open_backend(self.path, reader)
+        props = self._backend.properties
+        self.properties: dict[str, str] = dict(props)
+        self.vendor: str = (
+            props.get("openslide.vendor")
+            or props.get("tiffslide.vendor")
+            or ("image" if self.reader == "image" else "unknown")
+        )
+        w0, h0 = self._backend.level_dimensions[0]
+        self.levels: tuple[Level, ...] = tuple(
+            Level(int(w), int(h), w0 / w, h0 / h) for w, h in self._backend.level_dimensions
+        )
+        if mpp is not None:
+            mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp
+            self._mpp: tuple[float, float] | None = (float(mx), float(my))
+            self.mpp_source = "override"
+        else:
+            self._mpp = _mpp_from_properties(props)
+            self.mpp_source = "metadata" if self._mpp else "missing"
+
+    # -- metadata ---------------------------------------------------------------------------
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return self.levels[0].width, self.levels[0].height
+
+    @property
+    def level_count(self) -> int:
+        return len(self.levels)
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return tuple((lv.width, lv.height) for lv in self.levels)
+
+    @property
+    def level_downsamples(self) -> tuple[tuple[float, float], ...]:
+        return tuple((lv.downsample_x, lv.downsample_y) for lv in self.levels)
+
+    @property
+    def has_mpp(self) -> bool:
+        return self._mpp is not None
+
+    @property
+    def mpp(self) -> tuple[float, float]:
+        """Level-0 microns per pixel (x, y)."""
+        if self._mpp is None:
+            raise MissingMppError(
+                f"{self.path}: no microns-per-pixel in the file's metadata; add an `mpp` column "
+                "to the slide table (CSV: slide_id,scanner,path,mpp) with the level-0 um/px"
+            )
+        return self._mpp
+
+    def size_um(self) -> tuple[float, float]:
+        w, h = self.dimensions
+        return w * self.mpp[0], h * self.mpp[1]
+
+    def best_level(self, downsample: float) -> int:
+        """Coarsest level whose downsample does not exceed ``downsample`` (on either axis).
+
+        That is the finest-needed level: reading it loses no resolution, and reading any
+        finer level only costs decoding.
+        """
+        best = 0
+        for k, lv in enumerate(self.levels):
+            if max(lv.downsample_x, lv.downsample_y) <= downsample * (1 + 1e-6):
+                best = k
+        return best
+
+    # -- pixels ---------------------------------------------------------------------------
+    def read(self, level: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Read ``box = (x, y, w, h)`` in integer level-``level`` pixels as RGB uint8 (h, w, 3).
+
+        Parts outside the level, and transparent pixels, are white.
+        """
+        x, y, w, h = (int(v) for v in box)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"empty box {box}")
+        lv = self.levels[level]
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + w, lv.width), min(y + h, lv.height)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        try:
+            rgba = self._backend.read_level(level, x0, y0, x1 - x0, y1 - y0)
+        except Exception as exc:
+            raise SlideError(
+                f"{self.path}: cannot decode level {level} at ({x0}, {y0}) "
+                f"[{exc.__class__.__name__}: {exc}]; the file may be truncated or corrupt - "
+                "re-copy or re-export it from the scanner"
+            ) from exc
+        out[y0 - y : y1 - y, x0 - x : x1 - x] = _flatten_on_white(rgba)
+        return out
+
+    def read_warped(
+        self,
+        patch_to_slide: geo.Affine,
+        size_px: tuple[int, int],
+        interpolation: int = cv2.INTER_LINEAR,
+    ) -> np.ndarray:
+        """Resample the slide through an affine into a ``(width, height)`` RGB patch.
+
+        ``patch_to_slide`` maps output-patch pixel coordinates to level-0 coordinates. Reads
+        the coarsest level that is not coarser than the output, area-averages down to the
+        output resolution, then warps once; memory is bounded by the output footprint.
+        """
+        out_w, out_h = (int(v) for v in size_px)
+        m = np.asarray(patch_to_slide, dtype=np.float64).reshape(2, 3)
+        # level-0 px per output px along the finest direction: do not lose resolution
+        _, min_scale = geo.linear_scales(m)
+        level = self.best_level(min_scale)
+        lv = self.levels[level]
+        to_level = geo.scaling(1.0 / lv.downsample_x, 1.0 / lv.downsample_y)
+        m_level = geo.compose(to_level, m)  # output px -> level px
+        corners = geo.apply(m_level, geo.box_corners(0, 0, out_w, out_h))
+        margin = 2
+        bx0 = int(np.floor(corners[:, 0].min())) - margin
+        by0 = int(np.floor(corners[:, 1].min())) - margin
+        bx1 = int(np.ceil(corners[:, 0].max())) + margin
+        by1 = int(np.ceil(corners[:, 1].max())) + margin
+        region = self.read(level, (bx0, by0, bx1 - bx0, by1 - by0))
+        m_region = geo.compose(geo.translation(-bx0, -by0), m_level)  # output px -> region px
+        # area-average down by the remaining factor before the (bilinear) warp
+        _, remain = geo.linear_scales(m_region)
+        if remain > 1.25:
+            rw = max(1, round(region.shape[1] / remain))
+            rh = max(1, round(region.shape[0] / remain))
+            sx, sy = region.shape[1] / rw, region.shape[0] / rh
+            region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
+            m_region = geo.compose(geo.scaling(1.0 / sx, 1.0 / sy), m_region)
+        return cv2.warpAffine(
+            region,
+            geo.to_opencv(m_region),
+            (out_w, out_h),
+            flags=interpolation | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(255, 255, 255),
+        )
+
+    def read_region_at(
+        self, box_level0: tuple[float, float, float, float], mpp: float
+    ) -> np.ndarray:
+        """Read ``box_level0 = (x, y, w, h)`` (level-0 px, may be fractional) at ``mpp`` um/px.
+
+        The output has ``round(w * mpp_x / mpp) x round(h * mpp_y / mpp)`` pixels.
+        """
+        x, y, w, h = (float(v) for v in box_level0)
+        mx, my = self.mpp
+        out_w = max(1, round(w * mx / mpp))
+        out_h = max(1, round(h * my / mpp))
+        m = geo.compose(geo.translation(x, y), geo.scaling(w / out_w, h / out_h))
+        return self.read_warped(m, (out_w, out_h))
+
+    def thumbnail_at(self, mpp: float) -> np.ndarray:
+        """The whole slide at ``mpp`` um/px (use a coarse mpp: memory is the output size)."""
+        w, h = self.dimensions
+        return self.read_region_at((0.0, 0.0, float(w), float(h)), mpp)
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Slide({str(self.path)!r}, reader={self.reader!r}, vendor={self.vendor!r}, "
+            f"dims={self.dimensions}, levels={self.level_count}, mpp={self._mpp})"
+        )
+
+
+# -- backends -------------------------------------------------------------------------------
+class _OpenSlideLike:
+    """openslide.OpenSlide and tiffslide.TiffSlide share this API."""
+
+    def __init__(self, handle) -> None:  # noqa: ANN001 - either library's slide object
+        self._h = handle
+        self.properties = handle.properties
+        self.level_dimensions = handle.level_dimensions
+        self._ds = handle.level_downsamples
+
+    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        # Both libraries take the location in level-0 px and divide by their own downsample;
+        # multiply by that same value so the level pixel read is exactly (x, y).
+        ds = self._ds[level]
+        loc = (round(x * ds), round(y * ds))
+        return np.asarray(self._h.read_region(loc, level, (w, h)))
+
+    def close(self) -> None:
+        self._h.close()
+
+
+class _PlainImage:
+    def __init__(self, path: Path) -> None:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise SlideError(f"{path}: not a readable image")
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+        else:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        self._img = img
+        self.properties: dict[str, str] = {}
+        self.level_dimensions = ((img.shape[1], img.shape[0]),)
+
+    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return self._img[y : y + h, x : x + w]
+
+    def close(self) -> None:
+        self._img = None
+
+
+def _open_backend(path: Path, reader: Reader):  # noqa: ANN202
+    errors: list[str] = []
+    order = ["openslide", "tiffslide", "image"] if reader == "auto" else [reader]
+    for name in order:
+        if name not in ("openslide", "tiffslide", "image"):
+            raise ValueError(f"unknown reader {name!r}; use auto, openslide, tiffslide or image")
+        try:
+            if name == "openslide":
+                import openslide
+
+                return _OpenSlideLike(openslide.OpenSlide(str(path))), name
+            if name == "tiffslide":
+                import tiffslide
+
+                return _OpenSlideLike(tiffslide.TiffSlide(str(path))), name
+            if path.suffix.lower() not in PLAIN_IMAGE_SUFFIXES:
+                raise SlideError("not a plain image suffix")
+            if path.stat().st_size > MAX_PLAIN_IMAGE_PX:
+                raise SlideError("too large for a plain image; convert to pyramidal TIFF")
+            return _PlainImage(path), name
+        except Exception as exc:  # each library raises its own types for unsupported files
+            errors.append(f"{name}: {exc.__class__.__name__}: {exc}")
+    hint = (
+        "the file may be truncated or corrupt (re-copy it), or in a format neither openslide "
+        "nor tiffslide reads (e.g. Philips iSyntax: convert it to TIFF first)"
+    )
+    raise SlideError(f"{path}: cannot open ({'; '.join(errors)}); {hint}")
+
+
+def _mpp_from_properties(props) -> tuple[float, float] | None:  # noqa: ANN001
+    for prefix in ("openslide", "tiffslide"):
+        try:
+            mx = float(props[f"{prefix}.mpp-x"])
+            my = float(props.get(f"{prefix}.mpp-y", mx))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if mx > 0 and my > 0 and np.isfinite(mx) and np.isfinite(my):
+            return mx, my
+    return None
+
+
+def _flatten_on_white(arr: np.ndarray) -> np.ndarray:
+    """RGBA (straight alpha, as openslide-python and tiffslide return) -> RGB on white."""
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=2).astype(np.uint8)
+    if arr.shape[2] == 3:
+        return arr.astype(np.uint8, copy=False)
+    rgb = arr[..., :3].astype(np.float32)
+    a = arr[..., 3:4].astype(np.float32) / 255.0
+    return np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)

@@ -163,6 +163,17 @@ class Slide:
         the coarsest level that is not coarser than the output, area-averages down to the
         output resolution, then warps once; memory is bounded by the output footprint.
         """
+        return self.prepare(patch_to_slide, size_px).warp(patch_to_slide, size_px, interpolation)
+
+    def prepare(
+        self, patch_to_slide: geo.Affine, size_px: tuple[int, int], margin_px: float = 0.0
+    ) -> Resampler:
+        """Read (once) the pixels needed for ``patch_to_slide`` and any affine within
+        ``margin_px`` output pixels of it, at the output's resolution.
+
+        The returned :class:`Resampler` warps without touching the file again, so a patch can
+        be re-sampled after local refinement at no extra decoding cost.
+        """
         out_w, out_h = (int(v) for v in size_px)
         m = np.asarray(patch_to_slide, dtype=np.float64).reshape(2, 3)
         # level-0 px per output px along the finest direction: do not lose resolution
@@ -171,30 +182,23 @@ class Slide:
         lv = self.levels[level]
         to_level = geo.scaling(1.0 / lv.downsample_x, 1.0 / lv.downsample_y)
         m_level = geo.compose(to_level, m)  # output px -> level px
-        corners = geo.apply(m_level, geo.box_corners(0, 0, out_w, out_h))
-        margin = 2
-        bx0 = int(np.floor(corners[:, 0].min())) - margin
-        by0 = int(np.floor(corners[:, 1].min())) - margin
-        bx1 = int(np.ceil(corners[:, 0].max())) + margin
-        by1 = int(np.ceil(corners[:, 1].max())) + margin
+        pad = margin_px
+        corners = geo.apply(m_level, geo.box_corners(-pad, -pad, out_w + 2 * pad, out_h + 2 * pad))
+        bx0 = int(np.floor(corners[:, 0].min())) - 2
+        by0 = int(np.floor(corners[:, 1].min())) - 2
+        bx1 = int(np.ceil(corners[:, 0].max())) + 2
+        by1 = int(np.ceil(corners[:, 1].max())) + 2
         region = self.read(level, (bx0, by0, bx1 - bx0, by1 - by0))
-        m_region = geo.compose(geo.translation(-bx0, -by0), m_level)  # output px -> region px
-        # area-average down by the remaining factor before the (bilinear) warp
-        _, remain = geo.linear_scales(m_region)
+        level0_to_region = geo.compose(geo.translation(-bx0, -by0), to_level)
+        # area-average down by the remaining factor so the final warp only interpolates
+        _, remain = geo.linear_scales(geo.compose(level0_to_region, m))
         if remain > 1.25:
             rw = max(1, round(region.shape[1] / remain))
             rh = max(1, round(region.shape[0] / remain))
             sx, sy = region.shape[1] / rw, region.shape[0] / rh
             region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
-            m_region = geo.compose(geo.scaling(1.0 / sx, 1.0 / sy), m_region)
-        return cv2.warpAffine(
-            region,
-            geo.to_opencv(m_region),
-            (out_w, out_h),
-            flags=interpolation | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(255, 255, 255),
-        )
+            level0_to_region = geo.compose(geo.scaling(1.0 / sx, 1.0 / sy), level0_to_region)
+        return Resampler(region, level0_to_region, level)
 
     def read_region_at(
         self, box_level0: tuple[float, float, float, float], mpp: float
@@ -228,6 +232,31 @@ class Slide:
         return (
             f"Slide({str(self.path)!r}, reader={self.reader!r}, vendor={self.vendor!r}, "
             f"dims={self.dimensions}, levels={self.level_count}, mpp={self._mpp})"
+        )
+
+
+class Resampler:
+    """Pixels read once for a patch, warped on demand through any nearby patch affine."""
+
+    def __init__(self, region: np.ndarray, level0_to_region: geo.Affine, level: int) -> None:
+        self.region = region
+        self.level0_to_region = level0_to_region
+        self.level = level
+
+    def warp(
+        self,
+        patch_to_slide: geo.Affine,
+        size_px: tuple[int, int],
+        interpolation: int = cv2.INTER_LINEAR,
+    ) -> np.ndarray:
+        m_region = geo.compose(self.level0_to_region, patch_to_slide)
+        return cv2.warpAffine(
+            self.region,
+            geo.to_opencv(m_region),
+            (int(size_px[0]), int(size_px[1])),
+            flags=interpolation | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(255, 255, 255),
         )
 
 

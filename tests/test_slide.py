@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tifffile
+from helpers import write_pyramid
 
 from scorpion_build import geometry as geo
 from scorpion_build.slide import MissingMppError, Slide, SlideError
@@ -74,27 +74,6 @@ def test_unreadable_file_is_a_clear_error(tmp_path):
         Slide(tmp_path / "missing.svs")
 
 
-def _write_pyramid(path, image, mpp, levels=3):
-    """Pyramidal TIFF with reduced levels as NewSubfileType=1 pages, resolution in cm."""
-    res = 1e4 / mpp
-    with tifffile.TiffWriter(path) as tif:
-        img = image
-        for k in range(levels):
-            tif.write(
-                img,
-                tile=(64, 64),
-                photometric="rgb",
-                subfiletype=1 if k else 0,
-                resolution=(res / 2**k, res / 2**k),
-                resolutionunit="CENTIMETER",
-            )
-            img = (
-                img.reshape(img.shape[0] // 2, 2, img.shape[1] // 2, 2, 3)
-                .mean((1, 3))
-                .astype(np.uint8)
-            )
-
-
 @pytest.fixture
 def ramp_slide(tmp_path):
     """An image whose value encodes x: RGB = (x mod 256, y mod 256, 128), smooth enough to
@@ -103,7 +82,7 @@ def ramp_slide(tmp_path):
     y, x = np.mgrid[0:h, 0:w]
     img = np.stack([(x * 0.3) % 256, (y * 0.3) % 256, np.full_like(x, 128)], -1).astype(np.uint8)
     path = tmp_path / "ramp.tif"
-    _write_pyramid(path, img, 0.25)
+    write_pyramid(path, img, 0.25)
     return path, img
 
 

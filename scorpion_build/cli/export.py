@@ -1,0 +1,28 @@
+"""``scorpion-build export``: patches.zarr -> release layout slide_i/sample_j/<scanner>.jpg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from scorpion_build.export import export_release
+
+
+@click.command("export")
+@click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True
+)
+@click.option("--quality", default=95, show_default=True, help="JPEG quality.")
+def command(build: Path, out_dir: Path, fmt: str, quality: int) -> None:
+    """Write BUILD's patches in the SCORPION release layout under OUT_DIR, with index.csv."""
+    try:
+        index = export_release(build, out_dir, fmt=fmt, quality=quality)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{len(index)} samples from {index['slide_id'].nunique()} slides -> {out_dir} "
+        f"(mapping in {out_dir / 'index.csv'})"
+    )

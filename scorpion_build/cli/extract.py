@@ -1,0 +1,82 @@
+"""``scorpion-build extract``: sample regions and write aligned patches to patches.zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from scorpion_build.cli.common import force_option, parallel_options, summarize_and_exit
+from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_build
+
+
+@click.command("extract")
+@click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--regions", default=10, show_default=True, help="Regions per slide.")
+@click.option("--region-um", default=800.0, show_default=True, help="Region side in um.")
+@click.option("--size", default=1024, show_default=True, help="Patch side in px.")
+@click.option("--seed", default=0, show_default=True, help="Sampling seed.")
+@click.option(
+    "--min-tissue",
+    default=MIN_TISSUE_FRACTION,
+    show_default=True,
+    help="Minimum tissue fraction of a region (common to all scans).",
+)
+@click.option(
+    "--regions-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV slide_id,x_um,y_um[,region_um]: use these regions (reference um).",
+)
+@click.option("--no-refine", is_flag=True, help="Skip the per-patch local refinement.")
+@click.option(
+    "--compression",
+    type=click.Choice(["zstd", "none"]),
+    default="zstd",
+    show_default=True,
+    help="Zarr chunk compression (lossless Blosc/Zstd or none).",
+)
+@parallel_options
+@force_option
+def command(
+    build: Path,
+    regions: int,
+    region_um: float,
+    size: int,
+    seed: int,
+    min_tissue: float,
+    regions_from: Path | None,
+    no_refine: bool,
+    compression: str,
+    workers: int | None,
+    scheduler: str | None,
+    force: bool,
+) -> None:
+    """Sample tissue regions in the reference scan of every slide in BUILD and write one
+    aligned patch per scanner to BUILD/patches.zarr (resumable)."""
+    config = ExtractConfig(
+        regions=regions,
+        region_um=region_um,
+        size=size,
+        seed=seed,
+        min_tissue=min_tissue,
+        refine=not no_refine,
+        compression=compression,
+    )
+    try:
+        regions_df, patches = extract_build(
+            build,
+            config,
+            workers=workers,
+            scheduler=scheduler,
+            regions_from=regions_from,
+            force=force,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    n = patches["index"].nunique() if len(patches) else 0
+    click.echo(
+        f"{n} samples x {patches['scanner'].nunique() if n else 0} scanners at "
+        f"{config.mpp:.5g} um/px -> {build / 'patches.zarr'}"
+    )
+    summarize_and_exit(regions_df, "regions", ["slide_id", "region_index"])
+    summarize_and_exit(patches, "patches", ["sample_id", "scanner"])

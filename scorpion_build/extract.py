@@ -1,0 +1,482 @@
+"""Region -> one aligned patch per scanner -> ``patches.zarr``, one Dask task per slide.
+
+Each task opens its own slides, reads every patch once at the output resolution, refines
+each non-reference patch locally against the reference patch, writes its own Zarr chunks,
+and returns manifest rows. Finished samples are marked in ``BUILD/.state/extract`` so an
+interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import zarr
+
+from scorpion_build import geometry as geo
+from scorpion_build.align import Correction, estimate_correction, grey, similarity
+from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
+from scorpion_build.parallel import run_tasks
+from scorpion_build.sample import (
+    MIN_TISSUE_FRACTION,
+    joint_tissue_mask,
+    region_tissue_fraction,
+    sample_regions,
+)
+from scorpion_build.slide import Slide
+from scorpion_build.tissue import tissue_mask
+
+# A patch whose stain-robust NCC to the reference patch stays below this after refinement
+# is flagged `warn`: it is probably misregistered, out of focus, or missing tissue.
+MIN_SIMILARITY = 0.5
+# Local refinement never moves a patch further than this (um): larger residuals mean the
+# global registration is wrong, which refinement must not paper over.
+MAX_CORRECTION_UM = 30.0
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    regions: int = 10
+    region_um: float = 800.0
+    size: int = 1024
+    seed: int = 0
+    min_tissue: float = MIN_TISSUE_FRACTION
+    refine: bool = True
+    compression: str = "zstd"  # "zstd" (lossless Blosc/Zstd) or "none"
+
+    @property
+    def mpp(self) -> float:
+        return self.region_um / self.size
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+# -- inputs -----------------------------------------------------------------------------------
+def slide_tasks(build: BuildDir) -> tuple[list[dict], list[str], str]:
+    """One task description per slide from the slides and registrations manifests."""
+    slides = build.read("slides")
+    regs = build.read("registrations")
+    refs = slides[slides["is_reference"]]
+    if refs.empty:
+        raise ValueError(f"{build.manifest('slides')}: no reference scans; re-run scan")
+    reference = str(refs["scanner"].iloc[0])
+    scanners = [reference] + sorted(s for s in slides["scanner"].unique() if s != reference)
+    reg_by = {(r.slide_id, r.scanner): r for r in regs.itertuples()}
+    tasks = []
+    for slide_id, group in slides.groupby("slide_id", sort=True):
+        scans = {}
+        for row in group.itertuples():
+            reg = reg_by.get((slide_id, row.scanner))
+            status, message = "ok", ""
+            if row.status == "failed":
+                status, message = "failed", f"scan failed: {row.message}"
+            elif reg is None:
+                status, message = "failed", "not registered; run scorpion-build register"
+            elif reg.status == "failed":
+                status, message = "failed", f"registration failed: {reg.message}"
+            scans[row.scanner] = {
+                "path": row.path,
+                "reader": row.reader,
+                "mpp": (float(row.mpp_x), float(row.mpp_y)),
+                "matrix": list(reg.matrix) if reg is not None else geo.to_six(geo.identity()),
+                "status": status,
+                "message": message,
+            }
+        tasks.append({"slide_id": slide_id, "reference": reference, "scans": scans})
+    return tasks, scanners, reference
+
+
+def _open(scan: dict) -> Slide:
+    return Slide(scan["path"], reader=scan["reader"], mpp=tuple(scan["mpp"]))
+
+
+def _usable(task: dict) -> list[str]:
+    return [
+        s for s, v in task["scans"].items() if v["status"] != "failed" and s != task["reference"]
+    ]
+
+
+# -- sampling ---------------------------------------------------------------------------------
+def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = None) -> list[dict]:
+    """Regions rows for one slide (sampled, or the ``given`` ones checked for tissue)."""
+    slide_id, ref_name = task["slide_id"], task["reference"]
+    ref_scan = task["scans"].get(ref_name)
+    base = {"slide_id": slide_id, "region_um": config.region_um}
+    if ref_scan is None or ref_scan["status"] == "failed":
+        why = ref_scan["message"] if ref_scan else f"no {ref_name} scan"
+        return [
+            {
+                **base,
+                "region_index": -1,
+                "status": "failed",
+                "message": f"slide skipped: reference {ref_name} unusable ({why})",
+            }
+        ]
+    cv2.setNumThreads(1)
+    mask_mpp = config.region_um / 32
+    with _open(ref_scan) as ref:
+        others = [
+            (_open(task["scans"][s]), geo.from_six(task["scans"][s]["matrix"]))
+            for s in _usable(task)
+        ]
+        try:
+            mask = joint_tissue_mask(ref, others, mask_mpp)
+        finally:
+            for slide, _ in others:
+                slide.close()
+    if given is not None:
+        rows = []
+        for i, g in enumerate(given):
+            frac = region_tissue_fraction(mask, mask_mpp, g["x_um"], g["y_um"], g["region_um"])
+            ok = frac >= config.min_tissue
+            rows.append(
+                {
+                    **base,
+                    "region_index": i,
+                    "x_um": g["x_um"],
+                    "y_um": g["y_um"],
+                    "region_um": g["region_um"],
+                    "tissue_fraction": frac,
+                    "source": "given",
+                    "status": "ok" if ok else "warn",
+                    "message": ""
+                    if ok
+                    else f"given region holds only {frac:.0%} tissue common to all scans",
+                }
+            )
+        return rows
+    regions = sample_regions(
+        mask, mask_mpp, config.region_um, config.regions, config.seed, config.min_tissue
+    )
+    rows = [
+        {
+            **base,
+            "region_index": i,
+            "x_um": r.x_um,
+            "y_um": r.y_um,
+            "tissue_fraction": r.tissue_fraction,
+            "source": "sampled",
+            "status": "ok",
+            "message": "",
+        }
+        for i, r in enumerate(regions)
+    ]
+    if len(regions) < config.regions:
+        msg = (
+            f"only {len(regions)} of {config.regions} non-overlapping {config.region_um:g} um "
+            f"regions with >= {config.min_tissue:.0%} tissue common to all scans"
+        )
+        if not rows:
+            return [{**base, "region_index": -1, "status": "failed", "message": msg}]
+        for r in rows:
+            r.update(status="warn", message=msg)
+    return rows
+
+
+# -- extraction -------------------------------------------------------------------------------
+def region_to_reference(
+    x_um: float, y_um: float, config: ExtractConfig, ref_mpp: tuple[float, float]
+) -> geo.Affine:
+    """Output-patch px -> reference level-0 px for a region whose top-left is (x_um, y_um)."""
+    mx, my = ref_mpp
+    return geo.compose(
+        geo.translation(x_um / mx, y_um / my), geo.scaling(config.mpp / mx, config.mpp / my)
+    )
+
+
+def refine(
+    ref_g: np.ndarray, source, m: geo.Affine, config: ExtractConfig
+) -> tuple[geo.Affine, Correction]:  # noqa: ANN001
+    """Shift, then block affine; returns the refined patch_to_slide and the total correction."""
+    size = (config.size, config.size)
+    max_px = MAX_CORRECTION_UM / config.mpp
+    shift = estimate_correction(ref_g, grey(source.warp(m, size)), max_px, stage="shift")
+    if not shift.accepted:
+        return m, shift
+    m1 = geo.compose(m, shift.affine)
+    fine = estimate_correction(ref_g, grey(source.warp(m1, size)), max_px, stage="affine")
+    total = geo.compose(shift.affine, fine.affine) if fine.accepted else shift.affine
+    centre = geo.apply(total, [[config.size / 2, config.size / 2]])[0] - config.size / 2
+    result = Correction(
+        total,
+        (float(centre[0]), float(centre[1])),
+        shift.response,
+        fine.blocks_used,
+        True,
+        "" if fine.accepted else fine.message,
+    )
+    return geo.compose(m, total), result
+
+
+def extract_slide(
+    task: dict,
+    config: ExtractConfig,
+    zarr_path: str,
+    samples: list[dict],
+    scanners: list[str],
+    state_dir: str,
+) -> list[dict]:
+    """Write every scanner's patch of each of this slide's samples; return patch rows."""
+    cv2.setNumThreads(1)
+    arr = zarr.open_group(zarr_path, mode="r+")["patches"]
+    state = Path(state_dir)
+    rows: list[dict] = []
+    scans = task["scans"]
+    ref_name = task["reference"]
+    slides = {s: _open(v) for s, v in scans.items() if v["status"] != "failed"}
+    try:
+        for sample in samples:
+            marker = state / f"{sample['sample_id']}.json"
+            if marker.is_file():
+                rows += json.loads(marker.read_text())
+                continue
+            sample_rows = _extract_sample(sample, scans, slides, ref_name, scanners, config, arr)
+            write_json_atomic(sample_rows, marker)
+            rows += sample_rows
+    finally:
+        for s in slides.values():
+            s.close()
+    return rows
+
+
+def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> list[dict]:  # noqa: ANN001
+    size = (config.size, config.size)
+    ref_slide = slides[ref_name]
+    m_ref = region_to_reference(sample["x_um"], sample["y_um"], config, ref_slide.mpp)
+    margin = MAX_CORRECTION_UM / config.mpp + 8
+    ref_src = ref_slide.prepare(m_ref, size)
+    ref_patch = ref_src.warp(m_ref, size)
+    ref_g = grey(ref_patch)
+    rows = []
+    for s_idx, scanner in enumerate(scanners):
+        row = {
+            "index": sample["index"],
+            "sample_id": sample["sample_id"],
+            "slide_id": sample["slide_id"],
+            "region_index": sample["region_index"],
+            "scanner": scanner,
+            "scanner_index": s_idx,
+            "correction_x_px": 0.0,
+            "correction_y_px": 0.0,
+            "status": "ok",
+            "message": "",
+        }
+        scan = scans.get(scanner)
+        if scan is None or scan["status"] == "failed":
+            row.update(
+                status="failed",
+                patch_to_slide=None,
+                level=-1,
+                similarity=np.nan,
+                tissue_fraction=np.nan,
+                message=scan["message"] if scan else f"no {scanner} scan for this slide",
+            )
+            rows.append(row)
+            continue
+        if scanner == ref_name:
+            m, patch, level = m_ref, ref_patch, ref_src.level
+        else:
+            m = geo.compose(geo.from_six(scan["matrix"]), m_ref)
+            src = slides[scanner].prepare(m, size, margin_px=margin)
+            level = src.level
+            if config.refine:
+                m, corr = refine(ref_g, src, m, config)
+                row["correction_x_px"], row["correction_y_px"] = corr.shift_px
+                if not corr.accepted:
+                    row.update(status="warn", message=f"local refinement rejected: {corr.message}")
+            patch = src.warp(m, size)
+        sim = 1.0 if scanner == ref_name else similarity(ref_g, grey(patch), config.mpp)
+        tissue = float(tissue_mask(patch, config.mpp).mean())
+        if sim < MIN_SIMILARITY and row["status"] == "ok":
+            row.update(
+                status="warn",
+                message=f"patch does not match the reference patch "
+                f"(NCC {sim:.2f} < {MIN_SIMILARITY}); check the registration QC picture",
+            )
+        row.update(
+            patch_to_slide=geo.to_six(m), level=int(level), similarity=sim, tissue_fraction=tissue
+        )
+        arr[sample["index"], s_idx] = patch
+        rows.append(row)
+    return rows
+
+
+# -- build level ------------------------------------------------------------------------------
+def _create_store(
+    path: Path, n: int, scanners: list[str], reference: str, config: ExtractConfig
+) -> None:
+    group = zarr.open_group(str(path), mode="w")
+    compressors = (
+        [zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
+        if config.compression == "zstd"
+        else None
+    )
+    group.create_array(
+        "patches",
+        shape=(n, len(scanners), config.size, config.size, 3),
+        chunks=(1, 1, config.size, config.size, 3),
+        dtype="uint8",
+        fill_value=0,
+        compressors=compressors,
+    )
+    group.attrs.update(
+        {
+            "scanners": scanners,
+            "reference": reference,
+            "mpp": config.mpp,
+            "region_um": config.region_um,
+            "size": config.size,
+            "config_key": config.key(),
+        }
+    )
+
+
+def read_given_regions(csv: Path, region_um: float) -> dict[str, list[dict]]:
+    table = pd.read_csv(csv, dtype={"slide_id": str})
+    missing = {"slide_id", "x_um", "y_um"} - set(table.columns)
+    if missing:
+        raise ValueError(
+            f"{csv}: missing column(s) {', '.join(sorted(missing))}; "
+            "--regions-from needs slide_id,x_um,y_um (optional region_um)"
+        )
+    if "region_um" not in table.columns:
+        table["region_um"] = region_um
+    return {
+        sid: g[["x_um", "y_um", "region_um"]].to_dict("records")
+        for sid, g in table.groupby("slide_id")
+    }
+
+
+def extract_build(
+    build_dir: str | Path,
+    config: ExtractConfig,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    regions_from: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sample regions and extract aligned patches for every slide of a registered build."""
+    build = BuildDir.at(build_dir)
+    tasks, scanners, reference = slide_tasks(build)
+    state = build.state / "extract"
+    key = _inputs_key(config, build, regions_from)
+    meta_file = state / "config.json"
+    if force or not meta_file.is_file() or json.loads(meta_file.read_text()).get("key") != key:
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(build.zarr, ignore_errors=True)
+    given = read_given_regions(regions_from, config.region_um) if regions_from else None
+
+    regions_file = state / "regions.parquet"
+    if regions_file.is_file():
+        regions = pd.read_parquet(regions_file)
+    else:
+        rows = []
+        for res in run_tasks(
+            _sample_task,
+            tasks,
+            workers=workers,
+            scheduler=scheduler,
+            desc="sample",
+            progress=progress,
+            config=config,
+            given=given,
+        ):
+            rows += _task_rows(res, "region")
+        regions = pd.DataFrame(rows).sort_values(["slide_id", "region_index"], kind="stable")
+        regions["region_index"] = regions["region_index"].astype("int64")
+        regions["sample_id"] = [
+            f"{s}_r{i:02d}" if i >= 0 else ""
+            for s, i in zip(regions["slide_id"], regions["region_index"], strict=True)
+        ]
+        regions = order_columns(regions, "regions")
+        state.mkdir(parents=True, exist_ok=True)
+        regions.to_parquet(regions_file, index=False)
+    build.write("regions", regions)
+
+    samples = regions[(regions["status"] != "failed") & (regions["region_index"] >= 0)].copy()
+    samples["index"] = np.arange(len(samples), dtype=np.int64)
+    if not build.zarr.exists():
+        _create_store(build.zarr, len(samples), scanners, reference, config)
+        write_json_atomic({"key": key, "config": asdict(config)}, meta_file)
+    by_slide = {sid: g.to_dict("records") for sid, g in samples.groupby("slide_id")}
+    work = [t for t in tasks if t["slide_id"] in by_slide]
+    sample_state = state / "samples"
+    sample_state.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for res in run_tasks(
+        _extract_task,
+        work,
+        workers=workers,
+        scheduler=scheduler,
+        desc="extract",
+        progress=progress,
+        config=config,
+        zarr_path=str(build.zarr),
+        by_slide=by_slide,
+        scanners=scanners,
+        state_dir=str(sample_state),
+    ):
+        rows += _task_rows(res, "patch", by_slide.get(res.item["slide_id"], []), scanners)
+    patches = pd.DataFrame(rows).sort_values(["index", "scanner_index"], kind="stable")
+    patches = order_columns(patches, "patches")
+    build.write("patches", patches)
+    return regions, patches
+
+
+def _inputs_key(config: ExtractConfig, build: BuildDir, regions_from: Path | None) -> str:
+    """Changes whenever the config, the registrations or the given regions change."""
+    h = hashlib.sha1(config.key().encode())
+    h.update(build.manifest("registrations").read_bytes())
+    if regions_from is not None:
+        h.update(Path(regions_from).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _sample_task(task: dict, config: ExtractConfig, given: dict | None) -> list[dict]:
+    regions = None if given is None else given.get(task["slide_id"], [])
+    return sample_slide(task, config, regions)
+
+
+def _extract_task(
+    task: dict,
+    config: ExtractConfig,
+    zarr_path: str,
+    by_slide: dict,
+    scanners: list[str],
+    state_dir: str,
+) -> list[dict]:
+    return extract_slide(task, config, zarr_path, by_slide[task["slide_id"]], scanners, state_dir)
+
+
+def _task_rows(
+    res, kind: str, samples: list[dict] | None = None, scanners: list[str] | None = None
+) -> list[dict]:  # noqa: ANN001
+    """A task's rows, or failed rows naming the error when the task itself crashed."""
+    if res.error is None:
+        return res.value
+    message = f"task crashed: {res.error.__class__.__name__}: {res.error}"
+    slide_id = res.item["slide_id"]
+    if kind == "region":
+        return [{"slide_id": slide_id, "region_index": -1, "status": "failed", "message": message}]
+    return [
+        {
+            "index": s["index"],
+            "sample_id": s["sample_id"],
+            "slide_id": slide_id,
+            "region_index": s["region_index"],
+            "scanner": sc,
+            "scanner_index": i,
+            "status": "failed",
+            "message": message,
+        }
+        for s in samples or []
+        for i, sc in enumerate(scanners or [])
+    ]

@@ -1,0 +1,90 @@
+"""Small builders shared by tests: pyramidal TIFFs and a two-scanner build with a known map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import tifffile
+
+from scorpion_build import geometry as geo
+from scorpion_build.manifest import BuildDir, order_columns
+from scorpion_build.scan import scan
+
+
+def write_pyramid(path: Path, image: np.ndarray, mpp: float | None, levels: int = 3) -> Path:
+    """Tiled pyramidal TIFF, reduced levels as NewSubfileType=1 pages, resolution in cm."""
+    with tifffile.TiffWriter(path) as tif:
+        img = image
+        for k in range(levels):
+            kw = {}
+            if mpp is not None:
+                res = 1e4 / (mpp * 2**k)
+                kw = {"resolution": (res, res), "resolutionunit": "CENTIMETER"}
+            tif.write(
+                img,
+                tile=(64, 64),
+                photometric="rgb",
+                subfiletype=1 if k else 0,
+                compression="zlib",
+                **kw,
+            )
+            h, w = img.shape[0] // 2, img.shape[1] // 2
+            img = cv2.resize(img[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
+    return path
+
+
+def paired_build(
+    tmp_path: Path,
+    texture: np.ndarray,
+    truth: geo.Affine,
+    error_px: float = 0.0,
+    mpp: float = 0.5,
+    fail_scanner: bool = False,
+) -> tuple[Path, geo.Affine]:
+    """A build with scanner AT2 (texture as is) and B (texture warped: AT2 px -> B px = truth,
+    re-stained), with registrations set to ``truth`` plus a translation error."""
+    h, w = texture.shape[:2]
+    warped = cv2.warpAffine(
+        texture, geo.to_opencv(truth), (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255)
+    )
+    stained = np.clip(warped.astype(np.float32) * (0.92, 1.0, 1.06) + (6, -4, 0), 0, 255)
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    write_pyramid(slides / "AT2.tif", texture, mpp)
+    write_pyramid(slides / "B.tif", stained.astype(np.uint8), mpp)
+    csv = tmp_path / "slides.csv"
+    pd.DataFrame(
+        {
+            "slide_id": ["s1", "s1"],
+            "scanner": ["AT2", "B"],
+            "path": [str(slides / "AT2.tif"), str(slides / "B.tif")],
+        }
+    ).to_csv(csv, index=False)
+    build = BuildDir.at(tmp_path / "build")
+    build.write("slides", scan(csv))
+    given = geo.compose(geo.translation(error_px, -error_px), truth)
+    regs = pd.DataFrame(
+        [
+            {
+                "slide_id": "s1",
+                "scanner": "AT2",
+                "reference": "AT2",
+                "matrix": geo.to_six(geo.identity()),
+                "status": "ok",
+                "message": "",
+            },
+            {
+                "slide_id": "s1",
+                "scanner": "B",
+                "reference": "AT2",
+                "matrix": geo.to_six(given),
+                "status": "failed" if fail_scanner else "ok",
+                "message": "too few inliers" if fail_scanner else "",
+            },
+        ]
+    )
+    build.write("registrations", order_columns(regs, "registrations"))
+    return build.root, given

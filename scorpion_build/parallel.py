@@ -94,7 +94,7 @@ def run_tasks(
 
         with dask_client(workers or default_workers(len(items)), scheduler) as client:
             futures = {client.submit(func, item, pure=False, **kwargs): item for item in items}
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=client.loop):
                 item = futures[fut]
                 try:
                     yield TaskResult(item, fut.result())

@@ -42,3 +42,7 @@ def _module_exists(name: str) -> bool:
 def main() -> None:
     """Build scanner-paired patch datasets from multi-scanner whole-slide images,
     measure cross-scanner consistency, and train consistent models (SimCons)."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""``scorpion-build run PIPELINE.yaml``: every stage in order, resumable, local or distributed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from scorpion_build.cli.common import force_option, scheduler_option
+from scorpion_build.pipeline import ConfigError, load_config, run_pipeline
+from scorpion_build.pipeline.config import STAGES
+
+
+@click.command("run")
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--from", "start", type=click.Choice(STAGES), help="First stage to run.")
+@click.option("--until", type=click.Choice(STAGES), help="Last stage to run.")
+@scheduler_option
+@force_option
+def command(
+    pipeline: Path, start: str | None, until: str | None, scheduler: str | None, force: bool
+) -> None:
+    """Run the stages configured in PIPELINE (YAML), skipping unchanged ones."""
+    try:
+        config = load_config(pipeline)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    results = run_pipeline(
+        config, start=start, until=until, scheduler=scheduler, force=force, echo=click.echo
+    )
+    build = config.build_dir
+    click.echo(f"\nresults in {build}:")
+    for label, rel in (
+        ("manifests", "manifests"),
+        ("patches", "patches.zarr"),
+        ("release", config.export.dir if config.export else None),
+        ("QC pictures", "qc"),
+        ("report", "report/index.html"),
+    ):
+        if rel and (build / rel).exists():
+            click.echo(f"  {label:12s} {build / rel}")
+    if any(r.failed for r in results):
+        click.echo("some items failed: see the summary above and the log", err=True)
+        sys.exit(1)

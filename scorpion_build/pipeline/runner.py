@@ -1,0 +1,202 @@
+"""Run the configured stages in order, skipping those whose inputs and config are unchanged.
+
+Each finished stage records a fingerprint (its options, the previous stage's fingerprint,
+and for ``scan`` the slide table and slide files' sizes and times) in
+``BUILD/.state/stages/<stage>.json``. A stage whose fingerprint changed re-runs, and so does
+every stage after it. Stages resume their own finished work, so an interrupted run loses
+nothing that finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from scorpion_build.manifest import write_json_atomic
+from scorpion_build.pipeline.config import STAGES, PipelineConfig
+from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
+
+log = logging.getLogger("scorpion_build.pipeline")
+
+
+@dataclass
+class StageResult:
+    stage: str
+    skipped: bool
+    seconds: float
+    counts: dict[str, int]
+    error: str = ""
+
+    def line(self) -> str:
+        if self.error:
+            return f"{self.stage:10s} ERROR  {self.error}"
+        what = "skipped (unchanged)" if self.skipped else f"{self.seconds:7.1f} s"
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        return f"{self.stage:10s} {what:>20s}  {counts}"
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error) or self.counts.get("failed", 0) > 0
+
+
+def fingerprint(config: PipelineConfig, stage: str, previous: str) -> str:
+    h = hashlib.sha256(stage.encode())
+    h.update(previous.encode())
+    h.update(json.dumps(config.stage_options(stage), sort_keys=True, default=str).encode())
+    if stage == "scan" and config.scan.input:
+        h.update(_files_signature(config.path(config.scan.input)).encode())
+    if stage in ("register", "extract", "benchmark"):
+        for name in ("model", "predictions", "regions_from"):
+            value = config.stage_options(stage).get(name)
+            if value and config.path(value).is_file():
+                h.update(_stat(config.path(value)).encode())
+    return h.hexdigest()[:20]
+
+
+def _stat(path: Path) -> str:
+    st = path.stat()
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _files_signature(source: Path) -> str:
+    from scorpion_build.scan import read_slide_table
+
+    parts = [_stat(source)] if source.is_file() else []
+    table = read_slide_table(source)
+    parts += [_stat(Path(p)) if Path(p).exists() else f"{p}:missing" for p in table["path"]]
+    return "\n".join(parts)
+
+
+def _counts(result: pd.DataFrame) -> dict[str, int]:
+    if result is None or "status" not in getattr(result, "columns", []):
+        return {}
+    counts = result["status"].value_counts().to_dict()
+    return {k: int(counts.get(k, 0)) for k in ("ok", "warn", "failed")}
+
+
+@contextlib.contextmanager
+def run_log(build: Path) -> Iterator[Path]:
+    """One log file per run in BUILD/logs/, capturing the library's INFO messages."""
+    logs = build / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"run-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("scorpion_build")
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+def select_stages(config: PipelineConfig, start: str | None, until: str | None) -> list[str]:
+    stages = config.stages()
+    for name, value in (("--from", start), ("--until", until)):
+        if value is not None and value not in STAGES:
+            raise ValueError(f"{name} {value}: not a stage; choose one of {', '.join(STAGES)}")
+    lo = STAGES.index(start) if start else 0
+    hi = STAGES.index(until) if until else len(STAGES) - 1
+    return [s for s in stages if lo <= STAGES.index(s) <= hi]
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    start: str | None = None,
+    until: str | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    echo=print,  # noqa: ANN001 - click.echo in the CLI
+) -> list[StageResult]:
+    """Run the selected stages; returns one result per stage (errors are recorded, and the
+    stages after a crashed stage are not run)."""
+    build = config.build_dir
+    build.mkdir(parents=True, exist_ok=True)
+    state = build / ".state" / "stages"
+    selected = select_stages(config, start, until)
+    scheduler = scheduler or config.scheduler
+    results: list[StageResult] = []
+    with run_log(build) as log_path, _cluster(config, scheduler) as address:
+        echo(f"build {build}  (log: {log_path})")
+        previous = ""
+        for stage in config.stages():
+            fp = fingerprint(config, stage, previous)
+            previous = fp
+            if stage not in selected:
+                continue
+            record_file = state / f"{stage}.json"
+            record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+            if not force and record.get("fingerprint") == fp:
+                results.append(StageResult(stage, True, 0.0, record.get("counts", {})))
+                echo(results[-1].line())
+                log.info("stage %s unchanged, skipped", stage)
+                continue
+            echo(f"== {stage}")
+            log.info("stage %s starting (fingerprint %s)", stage, fp)
+            t0 = time.perf_counter()
+            try:
+                out = STAGE_FUNCTIONS[stage](config, address, force)
+            except SystemExit:
+                raise
+            except Exception as exc:
+                log.exception("stage %s crashed", stage)
+                results.append(
+                    StageResult(
+                        stage,
+                        False,
+                        time.perf_counter() - t0,
+                        {},
+                        f"{exc.__class__.__name__}: {exc}",
+                    )
+                )
+                echo(results[-1].line())
+                break
+            res = StageResult(stage, False, time.perf_counter() - t0, _counts(out))
+            results.append(res)
+            write_json_atomic(
+                {
+                    "fingerprint": fp,
+                    "counts": res.counts,
+                    "seconds": res.seconds,
+                    "finished": time.time(),
+                },
+                record_file,
+            )
+            log.info("stage %s done: %s", stage, res.line())
+        echo("\nsummary")
+        for res in results:
+            echo("  " + res.line())
+    return results
+
+
+@contextlib.contextmanager
+def _cluster(config: PipelineConfig, scheduler: str | None) -> Iterator[str | None]:
+    """One local cluster for the whole run (when parallel and no scheduler was given)."""
+    if scheduler or not config.workers or config.workers <= 1:
+        yield scheduler
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=config.workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        yield cluster.scheduler_address

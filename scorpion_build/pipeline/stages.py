@@ -1,0 +1,150 @@
+"""One adapter per stage: pipeline options -> the library call -> a short status summary.
+
+Each adapter returns a DataFrame with a ``status`` column (the stage's manifest) or a dict
+of counts; the runner prints and logs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from scorpion_build.manifest import BuildDir
+from scorpion_build.pipeline.config import PipelineConfig
+
+StageFn = Callable[[PipelineConfig, str | None, bool], pd.DataFrame]
+
+
+def synth_input(config: PipelineConfig) -> Path:
+    return config.build_dir / config.synth.out if config.synth else None
+
+
+def run_synth(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
+    from scorpion_build.synth import SynthConfig, parse_scenarios, synthesize
+
+    o = config.synth
+    kwargs = {
+        "n_slides": o.slides,
+        "scanners": tuple(o.scanners.split(",")),
+        "reference": o.reference,
+        "seed": o.seed,
+    }
+    if o.width_um:
+        kwargs["width_um"] = o.width_um
+    if o.height_um:
+        kwargs["height_um"] = o.height_um
+    if o.texture:
+        kwargs["texture"] = config.path(o.texture)
+    if o.scenario:
+        kwargs["scenarios"] = parse_scenarios(o.scenario)
+    table = synthesize(synth_input(config), SynthConfig(**kwargs))
+    return table.assign(status="ok")
+
+
+def run_scan(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
+    from scorpion_build.scan import scan
+
+    source = config.path(config.scan.input) if config.scan.input else None
+    if source is None:
+        if config.synth is None:
+            raise ValueError("scan.input is not set; give a slide table CSV or a directory")
+        source = synth_input(config) / "slides.csv"
+    table = scan(source, reference=config.scan.reference)
+    BuildDir.at(config.build_dir).write("slides", table)
+    return table
+
+
+def run_register(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
+    from scorpion_build.register.pair import RegisterConfig
+    from scorpion_build.register.pipeline import register_build
+
+    reference = config.scan.reference if config.scan else "AT2"
+    return register_build(
+        config.build_dir,
+        reference=reference,
+        config=RegisterConfig(method=config.register.method),
+        workers=config.workers,
+        scheduler=scheduler,
+        force=force,
+    )
+
+
+def run_extract(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
+    from scorpion_build.extract import ExtractConfig, extract_build
+
+    o = config.extract
+    ec = ExtractConfig(
+        regions=o.regions,
+        region_um=o.region_um,
+        size=o.size,
+        seed=o.seed,
+        min_tissue=o.min_tissue,
+        refine=o.refine,
+        compression=o.compression,
+    )
+    _, patches = extract_build(
+        config.build_dir,
+        ec,
+        workers=config.workers,
+        scheduler=scheduler,
+        regions_from=config.path(o.regions_from),
+        force=force,
+    )
+    return patches
+
+
+def run_export(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
+    from scorpion_build.export import export_release
+
+    o = config.export
+    index = export_release(
+        config.build_dir, config.build_dir / o.dir, fmt=o.format, quality=o.quality
+    )
+    return index.assign(status="ok")
+
+
+def run_benchmark(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
+    from scorpion_build.benchmark import run_benchmark as bench
+
+    o = config.benchmark
+    if not (o.model or o.predictions):
+        raise ValueError("benchmark needs 'model' (a checkpoint) or 'predictions'")
+    report = bench(
+        data=config.build_dir,
+        out=config.build_dir / o.out,
+        model=config.path(o.model),
+        predictions=config.path(o.predictions),
+        labels=config.path(o.labels),
+        batch_size=o.batch_size,
+        device=o.device,
+    )
+    return pd.DataFrame(
+        [{"status": "ok", "average": report["average"], "minimum": report["minimum"]}]
+    )
+
+
+def run_analyze(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
+    from scorpion_build.analysis import analyze_build
+
+    o = config.analyze
+    bench_dir = config.build_dir / config.benchmark.out if config.benchmark else None
+    index = analyze_build(
+        config.build_dir,
+        features=o.features,
+        weights=config.path(o.weights),
+        benchmark_dir=bench_dir,
+    )
+    return pd.DataFrame([{"status": "ok", "report": str(index)}])
+
+
+STAGE_FUNCTIONS: dict[str, StageFn] = {
+    "synth": run_synth,
+    "scan": run_scan,
+    "register": run_register,
+    "extract": run_extract,
+    "export": run_export,
+    "benchmark": run_benchmark,
+    "analyze": run_analyze,
+}

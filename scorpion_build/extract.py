@@ -31,6 +31,7 @@ from scorpion_build.sample import (
 )
 from scorpion_build.slide import Slide
 from scorpion_build.tissue import tissue_mask
+from scorpion_build.zarr_jpeg import JpegCodec
 
 # A patch whose stain-robust NCC to the reference patch stays below this after refinement
 # is flagged `warn`: it is probably misregistered, out of focus, or missing tissue.
@@ -48,7 +49,7 @@ class ExtractConfig:
     seed: int = 0
     min_tissue: float = MIN_TISSUE_FRACTION
     refine: bool = True
-    compression: str = "zstd"  # "zstd" (lossless Blosc/Zstd) or "none"
+    compression: str = "zstd"  # "zstd" (lossless Blosc/Zstd), "jpeg" (lossy, q95) or "none"
 
     @property
     def mpp(self) -> float:
@@ -313,17 +314,18 @@ def _create_store(
     path: Path, n: int, scanners: list[str], reference: str, config: ExtractConfig
 ) -> None:
     group = zarr.open_group(str(path), mode="w")
-    compressors = (
-        [zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
-        if config.compression == "zstd"
-        else None
-    )
+    serializer, compressors = "auto", None
+    if config.compression == "zstd":
+        compressors = [zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
+    elif config.compression == "jpeg":
+        serializer = JpegCodec(quality=95)
     group.create_array(
         "patches",
         shape=(n, len(scanners), config.size, config.size, 3),
         chunks=(1, 1, config.size, config.size, 3),
         dtype="uint8",
         fill_value=0,
+        serializer=serializer,
         compressors=compressors,
     )
     group.attrs.update(

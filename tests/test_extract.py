@@ -160,3 +160,13 @@ def test_export_release_layout(tmp_path, texture):
     assert files == [f"slide_1/sample_{j}/{s}.jpg" for j in (1, 2, 3) for s in ("AT2", "B")]
     index = pd.read_csv(out / "index.csv")
     assert index["slide_id"].tolist() == ["s1"] * 3 and index["sample_id"].is_unique
+
+
+def test_jpeg_compression_option(tmp_path, texture):
+    build, _ = paired_build(tmp_path, texture, _truth(texture))
+    config = ExtractConfig(**{**CONFIG.__dict__, "compression": "jpeg", "regions": 1})
+    extract_build(build, config, workers=1, progress=False)
+    arr = zarr.open_group(str(build / "patches.zarr"), mode="r")["patches"]
+    with Slide(build.parent / "slides" / "AT2.tif") as s:
+        assert arr[0, 0].std() > 10 and arr[0, 0].shape == (256, 256, 3)
+        assert s.mpp == (0.5, 0.5)

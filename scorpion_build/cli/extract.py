@@ -30,10 +30,11 @@ from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_b
 @click.option("--no-refine", is_flag=True, help="Skip the per-patch local refinement.")
 @click.option(
     "--compression",
-    type=click.Choice(["zstd", "none"]),
+    type=click.Choice(["zstd", "jpeg", "none"]),
     default="zstd",
     show_default=True,
-    help="Zarr chunk compression (lossless Blosc/Zstd or none).",
+    help="Zarr chunk compression: lossless Blosc/Zstd, JPEG q95 (lossy, ~10x smaller; "
+    "readers need `import scorpion_build`), or none.",
 )
 @parallel_options
 @force_option

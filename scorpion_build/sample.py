@@ -69,8 +69,9 @@ def sample_regions(
     """Pick up to ``n_regions`` non-overlapping squares on ``mask`` (um in mask frame).
 
     Candidates are all grid positions whose square holds ``>= min_tissue`` tissue. The first
-    pick is random (by ``seed``); each next pick maximises the distance to those already
-    chosen (ties broken at random), which spreads regions over the tissue.
+    pick is random (by ``seed``) among the tissue-richer half; each next pick maximises its
+    distance to those already chosen (saturating at two region sides) plus its tissue
+    fraction, which spreads regions over the tissue without drifting to its ragged edges.
     """
     side = region_um / mask_mpp
     k = int(round(side))
@@ -83,18 +84,21 @@ def sample_regions(
     if len(xs) == 0:
         return []
     rng = np.random.default_rng(seed)
+    tissue = frac[ys, xs]
+    # spread matters up to two region sides apart; beyond that, prefer more tissue
+    spread = 2.0 * k
     jitter = rng.random(len(xs)) * 1e-3
     chosen: list[int] = []
     free = np.ones(len(xs), bool)
-    dist = np.full(len(xs), np.inf)
+    dist = np.full(len(xs), spread)
     for _ in range(n_regions):
         if not free.any():
             break
-        idx = (
-            int(rng.choice(np.nonzero(free)[0]))
-            if not chosen
-            else int(np.argmax(np.where(free, dist + jitter, -np.inf)))
-        )
+        if chosen:
+            score = np.minimum(dist, spread) / spread + tissue + jitter
+        else:  # a random start among the better-than-median tissue positions
+            score = (tissue >= np.median(tissue[free])) * rng.random(len(xs))
+        idx = int(np.argmax(np.where(free, score, -np.inf)))
         chosen.append(idx)
         # squares overlap unless separated by a full side along x or y
         free &= (np.abs(xs - xs[idx]) >= k) | (np.abs(ys - ys[idx]) >= k)

@@ -22,7 +22,7 @@ def synth_input(config: PipelineConfig) -> Path:
 
 
 def run_synth(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
-    from scorpion_build.synth import SynthConfig, parse_scenarios, synthesize
+    from scorpion_build.synth import Scenario, SynthConfig, synthesize
 
     o = config.synth
     kwargs = {
@@ -38,7 +38,7 @@ def run_synth(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.
     if o.texture:
         kwargs["texture"] = config.path(o.texture)
     if o.scenario:
-        kwargs["scenarios"] = parse_scenarios(o.scenario)
+        kwargs["scenarios"] = tuple(Scenario.parse(text) for text in o.scenario)
     table = synthesize(synth_input(config), SynthConfig(**kwargs))
     return table.assign(status="ok")
 

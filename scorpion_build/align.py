@@ -47,10 +47,10 @@ def similarity(ref_grey: np.ndarray, mov_grey: np.ndarray, mpp: float) -> float:
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
     """Normalised cross-correlation of two equally sized grey images."""
-    a = a.astype(np.float64) - a.mean()
-    b = b.astype(np.float64) - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 0 else 0.0
+    a = a.astype(np.float32) - np.float32(a.mean())
+    b = b.astype(np.float32) - np.float32(b.mean())
+    denom = np.sqrt(float(np.dot(a.ravel(), a.ravel())) * float(np.dot(b.ravel(), b.ravel())))
+    return float(np.dot(a.ravel(), b.ravel()) / denom) if denom > 0 else 0.0
 
 
 def _phase_shift(ref: np.ndarray, mov: np.ndarray) -> tuple[float, float, float]:

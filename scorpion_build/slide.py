@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from scorpion_build import geometry as geo
+from scorpion_build.tiles import open_tile_reader
 
 Reader = Literal["auto", "openslide", "tiffslide", "image"]
 PLAIN_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -262,15 +263,29 @@ class Resampler:
 
 # -- backends -------------------------------------------------------------------------------
 class _OpenSlideLike:
-    """openslide.OpenSlide and tiffslide.TiffSlide share this API."""
+    """openslide.OpenSlide and tiffslide.TiffSlide share this API.
 
-    def __init__(self, handle) -> None:  # noqa: ANN001 - either library's slide object
+    Levels that are plain tiled TIFF pages are decoded directly (:mod:`scorpion_build.tiles`);
+    the library reads everything else.
+    """
+
+    def __init__(self, handle, path: Path | None = None) -> None:  # noqa: ANN001
         self._h = handle
         self.properties = handle.properties
         self.level_dimensions = handle.level_dimensions
         self._ds = handle.level_downsamples
+        self._tiles = open_tile_reader(path, self.level_dimensions) if path else None
 
     def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        if self._tiles is not None:
+            try:
+                out = self._tiles.read(level, x, y, w, h)
+            except Exception:  # an unusual tile: stop trying, the library handles it
+                self._tiles.close()
+                self._tiles = None
+                out = None
+            if out is not None:
+                return out
         # Both libraries take the location in level-0 px and divide by their own downsample;
         # multiply by that same value so the level pixel read is exactly (x, y).
         ds = self._ds[level]
@@ -278,6 +293,8 @@ class _OpenSlideLike:
         return np.asarray(self._h.read_region(loc, level, (w, h)))
 
     def close(self) -> None:
+        if self._tiles is not None:
+            self._tiles.close()
         self._h.close()
 
 
@@ -313,11 +330,11 @@ def _open_backend(path: Path, reader: Reader):  # noqa: ANN202
             if name == "openslide":
                 import openslide
 
-                return _OpenSlideLike(openslide.OpenSlide(str(path))), name
+                return _OpenSlideLike(openslide.OpenSlide(str(path)), path), name
             if name == "tiffslide":
                 import tiffslide
 
-                return _OpenSlideLike(tiffslide.TiffSlide(str(path))), name
+                return _OpenSlideLike(tiffslide.TiffSlide(str(path)), path), name
             if path.suffix.lower() not in PLAIN_IMAGE_SUFFIXES:
                 raise SlideError("not a plain image suffix")
             if path.stat().st_size > MAX_PLAIN_IMAGE_PX:
@@ -348,8 +365,11 @@ def _flatten_on_white(arr: np.ndarray) -> np.ndarray:
     """RGBA (straight alpha, as openslide-python and tiffslide return) -> RGB on white."""
     if arr.ndim == 2:
         return np.repeat(arr[..., None], 3, axis=2).astype(np.uint8)
+    rgb = np.ascontiguousarray(arr[..., :3], dtype=np.uint8)
     if arr.shape[2] == 3:
-        return arr.astype(np.uint8, copy=False)
-    rgb = arr[..., :3].astype(np.float32)
-    a = arr[..., 3:4].astype(np.float32) / 255.0
+        return rgb
+    alpha = arr[..., 3]
+    if alpha.min() == 255:  # the common case: fully opaque, nothing to blend
+        return rgb
+    a = alpha.astype(np.float32)[..., None] / 255.0
     return np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)

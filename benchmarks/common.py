@@ -1,0 +1,37 @@
+"""Helpers shared by the benchmark scripts: cached synthetic suites and peak-memory runs."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def synth_suite(name: str, **config) -> Path:  # noqa: ANN003 - SynthConfig fields
+    """Synthesise (once) into benchmarks/.cache/NAME and return the folder."""
+    from scorpion_build.synth import SynthConfig, synthesize
+
+    out = CACHE / name
+    stamp = out / "config.json"
+    key = json.dumps(config, sort_keys=True, default=str)
+    if not (stamp.is_file() and stamp.read_text() == key):
+        synthesize(out, SynthConfig(**config))
+        stamp.write_text(key)
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_isolated(module: str, *args: str) -> dict:
+    """Run ``python -m MODULE ARGS`` in a fresh process (so its peak RSS is its own) and
+    return the JSON it prints on its last line."""
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -30,9 +30,16 @@ REGIONS, REGION_UM, SIZE = 6, 800.0, 1024
 
 
 def suite(width_um: float = 3000.0, height_um: float = 2500.0, slides: int = 3):
-    return synth_suite(f"extract_{slides}x{width_um:.0f}x{height_um:.0f}", n_slides=slides,
-                       width_um=width_um, height_um=height_um, downsample=2,
-                       scanner_mpp={"AT2": 0.25}, distortion_um=3.0, seed=11)
+    return synth_suite(
+        f"extract_{slides}x{width_um:.0f}x{height_um:.0f}",
+        n_slides=slides,
+        width_um=width_um,
+        height_um=height_um,
+        downsample=2,
+        scanner_mpp={"AT2": 0.25},
+        distortion_um=3.0,
+        seed=11,
+    )
 
 
 def registered_build(src, name: str):
@@ -64,8 +71,9 @@ def errors_um(src, regions: pd.DataFrame, patches: pd.DataFrame) -> np.ndarray:
     from scorpion_build.synth import load_truth
 
     config = ExtractConfig(region_um=REGION_UM, size=SIZE)
-    grid = np.stack(np.meshgrid(np.linspace(0.5, SIZE - 0.5, 9),
-                                np.linspace(0.5, SIZE - 0.5, 9)), -1).reshape(-1, 2)
+    grid = np.stack(
+        np.meshgrid(np.linspace(0.5, SIZE - 0.5, 9), np.linspace(0.5, SIZE - 0.5, 9)), -1
+    ).reshape(-1, 2)
     table = regions.set_index("sample_id")
     out = []
     truths = {}
@@ -90,7 +98,8 @@ def baselines(build, patches: pd.DataFrame) -> tuple[float, float]:
     from scorpion_build.slide import Slide
 
     slides = pd.read_parquet(build / "manifests" / "slides.parquet").set_index(
-        ["slide_id", "scanner"])
+        ["slide_id", "scanner"]
+    )
     naive = bound = 0.0
     n = 0
     for row in patches.itertuples():
@@ -125,8 +134,12 @@ def worker_memory(width_um: float, height_um: float) -> dict:
     base = peak_rss_mb()
     _, _, patches = run_extract(build, refine=True)
     w, h = pd.read_parquet(build / "manifests" / "slides.parquet")[["width", "height"]].iloc[0]
-    return {"slide_px": f"{w}x{h}", "patches": int(len(patches)),
-            "peak_rss_mb": peak_rss_mb(), "baseline_mb": base}
+    return {
+        "slide_px": f"{w}x{h}",
+        "patches": int(len(patches)),
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_mb": base,
+    }
 
 
 def main() -> None:
@@ -136,29 +149,39 @@ def main() -> None:
     src = suite()
     build = registered_build(src, "accuracy")
     regs = pd.read_parquet(build / "manifests" / "registrations.parquet")
-    print(f"suite: {regs['slide_id'].nunique()} slides x {regs['scanner'].nunique()} scanners, "
-          f"registrations ok {int((regs['status'] == 'ok').sum())}/{len(regs)}")
+    print(
+        f"suite: {regs['slide_id'].nunique()} slides x {regs['scanner'].nunique()} scanners, "
+        f"registrations ok {int((regs['status'] == 'ok').sum())}/{len(regs)}"
+    )
     print("\nalignment error of non-reference patches vs ground truth (um, 9x9 grid per patch)")
     for refine in (False, True):
         seconds, regions, patches = run_extract(build, refine)
         err = errors_um(src, regions, patches)
-        print(f"  refinement {'on ' if refine else 'off'}: median {np.median(err):.3f}  "
-              f"p95 {np.percentile(err, 95):.3f}  max {err.max():.3f}  "
-              f"({len(err) // 81} patches)")
+        print(
+            f"  refinement {'on ' if refine else 'off'}: median {np.median(err):.3f}  "
+            f"p95 {np.percentile(err, 95):.3f}  max {err.max():.3f}  "
+            f"({len(err) // 81} patches)"
+        )
     n = int((patches["status"] != "failed").sum())
     ours = seconds / n
     naive, bound = baselines(build, patches)
     print(f"\nthroughput, one worker process (= one core), {n} patches of {SIZE} px")
     print(f"  extract (with refinement): {1 / ours:6.2f} patches/s  ({ours * 1000:.0f} ms/patch)")
-    print(f"  naive level-0 + resize:    {1 / naive:6.2f} patches/s  -> extract is "
-          f"{naive / ours:.1f}x the naive extractor")
-    print(f"  tile-decode bound:         {1 / bound:6.2f} patches/s  -> extract is "
-          f"{bound / ours:.2f}x the decode bound")
+    print(
+        f"  naive level-0 + resize:    {1 / naive:6.2f} patches/s  -> extract is "
+        f"{naive / ours:.1f}x the naive extractor"
+    )
+    print(
+        f"  tile-decode bound:         {1 / bound:6.2f} patches/s  -> extract is "
+        f"{bound / ours:.2f}x the decode bound"
+    )
     print("\npeak RSS of a worker process running extract (own process each)")
     for w_um, h_um in ((2000.0, 1500.0), (6000.0, 4500.0)):
         r = run_isolated("benchmarks.bench_extract", "memory", str(w_um), str(h_um))
-        print(f"  slide {r['slide_px']:>12s} px: {r['peak_rss_mb']:.0f} MB peak "
-              f"({r['patches']} patches)")
+        print(
+            f"  slide {r['slide_px']:>12s} px: {r['peak_rss_mb']:.0f} MB peak "
+            f"({r['patches']} patches)"
+        )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,10 @@ def make_suite(out: Path, n_slides: int, width_um: float, height_um: float, seed
     )
     t0 = time.perf_counter()
     synthesize(out, config)
-    print(f"synthesised {n_slides} slides of {width_um / 1000:g} x {height_um / 1000:g} mm "
-          f"in {time.perf_counter() - t0:.0f} s -> {out}")
+    print(
+        f"synthesised {n_slides} slides of {width_um / 1000:g} x {height_um / 1000:g} mm "
+        f"in {time.perf_counter() - t0:.0f} s -> {out}"
+    )
 
 
 def evaluate(suite: Path, table: pd.DataFrame, n_points: int = 2000) -> pd.DataFrame:
@@ -87,16 +89,28 @@ def evaluate(suite: Path, table: pd.DataFrame, n_points: int = 2000) -> pd.DataF
             design = np.hstack([pts, np.ones((len(pts), 1))])
             sol, *_ = np.linalg.lstsq(design, true, rcond=None)
             floor = np.linalg.norm(design @ sol - true, axis=1) * mpp
-            row.update(err=err, floor=floor, median_um=float(np.median(err)),
-                       floor_um=float(np.median(floor)))
+            row.update(
+                err=err,
+                floor=floor,
+                median_um=float(np.median(err)),
+                floor_um=float(np.median(floor)),
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def report(method: str, ev: pd.DataFrame, wall_s: float) -> None:
     print(f"\n== method {method} ==")
-    cols = ["slide_id", "scanner", "scenarios", "status", "median_um", "floor_um",
-            "residual_um", "seconds"]
+    cols = [
+        "slide_id",
+        "scanner",
+        "scenarios",
+        "status",
+        "median_um",
+        "floor_um",
+        "residual_um",
+        "seconds",
+    ]
     with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
         print(ev[cols].to_string(index=False))
     good = ev[~ev["expect_failure"]]
@@ -115,11 +129,15 @@ def report(method: str, ev: pd.DataFrame, wall_s: float) -> None:
         f"{np.percentile(floor, 90):.2f}, max {floor.max():.2f}; median error / floor = "
         f"{np.median(err) / np.median(floor):.2f}"
     )
-    print(f"failed or wrong pairs (median error > {WRONG_UM:g} um): {len(bad)} of {len(good)}"
-          + (f" ({', '.join(bad['slide_id'] + ' ' + bad['scanner'])})" if len(bad) else ""))
+    print(
+        f"failed or wrong pairs (median error > {WRONG_UM:g} um): {len(bad)} of {len(good)}"
+        + (f" ({', '.join(bad['slide_id'] + ' ' + bad['scanner'])})" if len(bad) else "")
+    )
     print(f"scans that must fail (blank, unrelated) marked failed: {caught} of {len(expected)}")
-    print(f"seconds per pair: median {ev['seconds'].median():.1f}, max {ev['seconds'].max():.1f}"
-          f" (wall {wall_s:.0f} s for {len(ev)} pairs)")
+    print(
+        f"seconds per pair: median {ev['seconds'].median():.1f}, max {ev['seconds'].max():.1f}"
+        f" (wall {wall_s:.0f} s for {len(ev)} pairs)"
+    )
 
 
 def main() -> None:
@@ -138,8 +156,13 @@ def main() -> None:
         build = BuildDir.at(args.out / f"build_{method}")
         build.write("slides", scan(suite / "slides.csv"))
         t0 = time.perf_counter()
-        table = register_build(build.root, config=RegisterConfig(method=method),
-                               workers=args.workers, force=True, progress=False)
+        table = register_build(
+            build.root,
+            config=RegisterConfig(method=method),
+            workers=args.workers,
+            force=True,
+            progress=False,
+        )
         report(method, evaluate(suite, table), time.perf_counter() - t0)
 
 

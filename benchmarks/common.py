@@ -32,6 +32,11 @@ def peak_rss_mb() -> float:
 def run_isolated(module: str, *args: str) -> dict:
     """Run ``python -m MODULE ARGS`` in a fresh process (so its peak RSS is its own) and
     return the JSON it prints on its last line."""
-    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])

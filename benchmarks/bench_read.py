@@ -45,11 +45,10 @@ def _boxes(slide) -> list[tuple[float, float, float, float]]:
 
 
 def measure(method: str, downsample: int) -> dict:
-    from scorpion_build.slide import Slide
-
     import openslide
 
     from scorpion_build.slide import Slide
+
 
     path = _suite(downsample) / "synth_000" / "AT2.svs"
     slide = Slide(path)

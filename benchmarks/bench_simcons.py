@@ -277,9 +277,14 @@ def main() -> None:
         f"batch {TRAIN['batch_size']}, {TRAIN['epochs']} epochs, lr {TRAIN['lr']}",
         flush=True,
     )
-    # seed-major order: an interrupted benchmark still has whole seeds of the table
-    runs = [(sa, w, s) for s in range(args.seeds) for sa, w in TABLE]
-    runs += [(args.sweep_sa, w, s) for s in range(args.sweep_seeds) for w in SWEEP_LAMBDAS]
+    # seed-major order, the sweep's first seed early: an interrupted benchmark still has
+    # whole seeds of both the table and the sweep
+    runs = []
+    for s in range(max(args.seeds, args.sweep_seeds)):
+        if s < args.seeds:
+            runs += [(sa, w, s) for sa, w in TABLE]
+        if s < args.sweep_seeds:
+            runs += [(args.sweep_sa, w, s) for w in SWEEP_LAMBDAS]
     results: dict[tuple[str, float, int], dict] = {}
     for sa, w, s in runs:
         cached = args.work / "results" / f"{sa}_l{w:g}_s{s}.json"

@@ -327,9 +327,7 @@ def consistency_summary(
     pair_dice = _nanmean(sample_dice, axis=0)
     pair_class_dice = _nanmean(dice, axis=0)
     has_pair = present.any(axis=1)
-    worst_pair = np.where(
-        has_pair, np.argmin(np.where(present, sample_dice, np.inf), axis=1), -1
-    )
+    worst_pair = np.where(has_pair, np.argmin(np.where(present, sample_dice, np.inf), axis=1), -1)
     worst_dice = np.where(has_pair, _nanmin(np.where(present, sample_dice, np.nan), axis=1), np.nan)
     failed = has_pair & (worst_dice < threshold)
     failure_rate = failed.sum() / has_pair.sum() if has_pair.any() else np.nan

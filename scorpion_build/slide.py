@@ -183,22 +183,30 @@ class Slide:
         lv = self.levels[level]
         to_level = geo.scaling(1.0 / lv.downsample_x, 1.0 / lv.downsample_y)
         m_level = geo.compose(to_level, m)  # output px -> level px
-        pad = margin_px
-        corners = geo.apply(m_level, geo.box_corners(-pad, -pad, out_w + 2 * pad, out_h + 2 * pad))
-        bx0 = int(np.floor(corners[:, 0].min())) - 2
-        by0 = int(np.floor(corners[:, 1].min())) - 2
-        bx1 = int(np.ceil(corners[:, 0].max())) + 2
-        by1 = int(np.ceil(corners[:, 1].max())) + 2
-        region = self.read(level, (bx0, by0, bx1 - bx0, by1 - by0))
+        # Area-average by the integer part k of the remaining scale on a grid anchored at the
+        # level origin (window start snapped to a multiple of k), then a Gaussian for the
+        # fractional rest: both are shift-invariant, so the patch depends only on the level
+        # and the affine, never on the window read - patch_to_slide reproduces it exactly.
+        _, remain = geo.linear_scales(m_level)
+        k = max(1, int(np.floor(remain + 1e-6)))
+        rest = remain / k
+        sigma = 0.5 * np.sqrt(rest * rest - 1.0) if rest > 1.1 else 0.0
+        pad = 2 + k + int(np.ceil(3 * sigma * k))  # level px beyond the (margin) footprint
+        corners = geo.apply(
+            m_level,
+            geo.box_corners(-margin_px, -margin_px, out_w + 2 * margin_px, out_h + 2 * margin_px),
+        )
+        bx0 = (int(np.floor(corners[:, 0].min() - pad)) // k) * k
+        by0 = (int(np.floor(corners[:, 1].min() - pad)) // k) * k
+        bw = -(-(int(np.ceil(corners[:, 0].max() + pad)) - bx0) // k) * k
+        bh = -(-(int(np.ceil(corners[:, 1].max() + pad)) - by0) // k) * k
+        region = self.read(level, (bx0, by0, bw, bh))
         level0_to_region = geo.compose(geo.translation(-bx0, -by0), to_level)
-        # area-average down by the remaining factor so the final warp only interpolates
-        _, remain = geo.linear_scales(geo.compose(level0_to_region, m))
-        if remain > 1.25:
-            rw = max(1, round(region.shape[1] / remain))
-            rh = max(1, round(region.shape[0] / remain))
-            sx, sy = region.shape[1] / rw, region.shape[0] / rh
-            region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
-            level0_to_region = geo.compose(geo.scaling(1.0 / sx, 1.0 / sy), level0_to_region)
+        if k > 1:  # exact block means (INTER_AREA with an integer factor)
+            region = cv2.resize(region, (bw // k, bh // k), interpolation=cv2.INTER_AREA)
+            level0_to_region = geo.compose(geo.scaling(1.0 / k), level0_to_region)
+        if sigma > 0:
+            region = cv2.GaussianBlur(region, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
         return Resampler(region, level0_to_region, level)
 
     def read_region_at(

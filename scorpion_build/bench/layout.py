@@ -12,9 +12,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 LABEL_STEM = "label"
 """Ground-truth file stem in a sample folder; never a scanner name."""
+EXPORT_INDEX = "index.csv"
+"""Written by ``export``: maps each ``slide_i/sample_j`` folder back to the build's sample."""
 
 
 class DataError(ValueError):
@@ -53,27 +56,48 @@ def scan_layout(root: Path, suffixes: tuple[str, ...]) -> dict[str, dict[str, Pa
     return table
 
 
+def export_index(root: Path) -> dict[str, str]:
+    """``{"slide_i/sample_j": sample_id}`` from the ``index.csv`` that ``export`` writes.
+
+    Empty when the folder has none (the official release, the synthetic set).
+    """
+    path = root / EXPORT_INDEX
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path, usecols=["slide", "sample", "sample_id"], dtype=str)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(
+            f"{path}: needs columns slide, sample, sample_id as `scorpion-build export` writes "
+            f"them ({exc}); re-export or delete it"
+        ) from exc
+    return {f"{r.slide}/{r.sample}": r.sample_id for r in table.itertuples(index=False)}
+
+
 def match_samples(
     wanted: list[str], available: list[str], root: Path, what: str
 ) -> tuple[list[str | None], str]:
-    """Map each wanted sample id to a sample id of a release-layout folder.
+    """Map each of the data's sample ids to a sample folder (``slide_i/sample_j``) under root.
 
-    By id when the ids agree (a release folder benchmarked against itself or its
-    predictions); by position when the data's ids are not release-style (a build whose
-    ``sample_id`` differs from the exported ``slide_i/sample_j``) but the counts agree, since
-    export writes samples in Zarr axis-0 order. Anything else is an error.
+    Tried in turn: the ids themselves (a release folder against itself or its predictions);
+    the ``index.csv`` written by ``export`` (a build against its export); position, when the
+    counts agree (export numbers samples in sorted slide and region order, like the build).
 
-    Returns the mapping (None = absent for that sample) and ``"id"`` or ``"order"``.
+    Returns the folder per wanted sample (None = absent) and how they were matched:
+    ``"id"``, ``"export index"`` or ``"order"``.
     """
     available_set = set(available)
     if any(s in available_set for s in wanted):
         return [s if s in available_set else None for s in wanted], "id"
+    by_sample_id = {sid: key for key, sid in export_index(root).items() if key in available_set}
+    if any(s in by_sample_id for s in wanted):
+        return [by_sample_id.get(s) for s in wanted], "export index"
     if len(wanted) == len(available):
         return list(available), "order"
     raise DataError(
         f"{root}: its {what} samples ({len(available)}, e.g. {available[:2]}) match none of the "
         f"data's {len(wanted)} sample ids (e.g. {wanted[:2]}); point it at a folder exported "
-        "from the same data (scorpion-build export) so ids or counts agree"
+        "from the same data (scorpion-build export writes index.csv) so ids or counts agree"
     )
 
 
@@ -96,8 +120,10 @@ def read_label_map(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable or truncated PNG; re-write the label map")
     if image.ndim == 3:
         colour = image[..., :3]
-        if not (np.array_equal(colour[..., 0], colour[..., 1])
-                and np.array_equal(colour[..., 0], colour[..., 2])):
+        if not (
+            np.array_equal(colour[..., 0], colour[..., 1])
+            and np.array_equal(colour[..., 0], colour[..., 2])
+        ):
             raise DataError(
                 f"{path}: a colour image, not a label map; save class indices 0..C-1 as a "
                 "single-channel 8-bit PNG"

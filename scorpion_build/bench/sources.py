@@ -16,10 +16,10 @@ import pandas as pd
 import zarr
 
 from scorpion_build.bench.layout import DataError, natural_key, read_rgb, scan_layout
+from scorpion_build.manifest import BuildDir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 PATCHES_ARRAY = "patches"
-MANIFEST = Path("manifests") / "patches.parquet"
 
 
 class PatchSource(ABC):
@@ -52,11 +52,6 @@ class PatchSource(ABC):
     @abstractmethod
     def read(self, n: int, s: int) -> np.ndarray:
         """Patch of sample ``n``, scanner ``s`` as uint8 RGB ``(H, W, 3)``."""
-
-    def missing(self) -> list[dict[str, str]]:
-        """``[{"sample": id, "scanner": name}]`` for every missing patch."""
-        rows, cols = np.nonzero(~self.valid)
-        return [{"sample": self.sample_ids[n], "scanner": self.scanners[s]} for n, s in zip(rows, cols, strict=True)]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -117,18 +112,22 @@ class ZarrPatches(PatchSource):
                 "re-run `scorpion-build extract`"
             ) from exc
         n, s = self.valid.shape
-        column = {name: k for k, name in enumerate(self.scanners)}
-        valid = np.zeros((n, s), bool)
-        for row in table.itertuples(index=False):
-            if not 0 <= int(row.index) < n or row.scanner not in column:
-                raise DataError(
-                    f"{manifest}: row ({row.sample_id}, {row.scanner}) points at index "
-                    f"{row.index} outside the store's {n} samples x {self.scanners}; the "
-                    "manifest and patches.zarr are from different runs, re-run extract"
-                )
-            valid[int(row.index), column[row.scanner]] = row.status != "failed"
-            self.sample_ids[int(row.index)] = str(row.sample_id)
-        self.valid = valid
+        rows = table["index"].to_numpy(np.int64)
+        cols = table["scanner"].map({name: k for k, name in enumerate(self.scanners)})
+        outside = (rows < 0) | (rows >= n) | cols.isna().to_numpy()
+        if outside.any():
+            bad = table[outside].iloc[0]
+            raise DataError(
+                f"{manifest}: row ({bad['sample_id']}, {bad['scanner']}) points at index "
+                f"{bad['index']} outside the store's {n} samples x {self.scanners}; the "
+                "manifest and patches.zarr are from different runs, re-run extract"
+            )
+        cols = cols.to_numpy(np.int64)
+        # no row at all for a (sample, scanner) also means missing: it was never extracted
+        self.valid = np.zeros((n, s), bool)
+        self.valid[rows, cols] = (table["status"] != "failed").to_numpy()
+        for index, sid in zip(rows, table["sample_id"].astype(str), strict=True):
+            self.sample_ids[index] = sid
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -158,7 +157,9 @@ class ReleasePatches(PatchSource):
         table = scan_layout(root, IMAGE_SUFFIXES)
         self._files = table
         self.sample_ids = list(table)
-        self.scanners = sorted({name for files in table.values() for name in files}, key=natural_key)
+        self.scanners = sorted(
+            {name for files in table.values() for name in files}, key=natural_key
+        )
         self.valid = np.array(
             [[name in table[sid] for name in self.scanners] for sid in self.sample_ids], bool
         ).reshape(len(self.sample_ids), len(self.scanners))
@@ -197,10 +198,13 @@ def open_patch_source(path: str | Path) -> PatchSource:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory; pass the data to benchmark")
-    if path.is_dir() and _is_zarr(path / "patches.zarr"):
-        source: PatchSource = ZarrPatches(path / "patches.zarr", path / MANIFEST, "build")
+    build = BuildDir.at(path)
+    if path.is_dir() and _is_zarr(build.zarr):
+        source: PatchSource = ZarrPatches(build.zarr, build.manifest("patches"), "build")
     elif _is_zarr(path):
-        source = ZarrPatches(path, path.parent / MANIFEST, "zarr")
+        # a store inside a build directory still has its manifest one level up
+        manifest = BuildDir.at(path.parent).manifest("patches")
+        source = ZarrPatches(path, manifest, "zarr")
     elif path.is_dir() and scan_layout(path, IMAGE_SUFFIXES):
         source = ReleasePatches(path)
     else:

@@ -1,0 +1,65 @@
+"""``scorpion-build analyze``: paired/unpaired analysis, figures and the HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from scorpion_build.cli.common import device_option, force_option
+
+
+@click.command("analyze")
+@click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--features",
+    type=click.Choice(["resnet50", "none"]),
+    default="resnet50",
+    show_default=True,
+    help="Feature-level analysis (ResNet50 + UMAP), or none to skip it.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Local ResNet50 ImageNet weights (state dict, .pth or .safetensors). Without it the "
+    "features come from an untrained network and the report says so.",
+)
+@click.option(
+    "--benchmark",
+    "benchmark_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Benchmark output folder (report.json + figures); default BUILD/benchmark if present.",
+)
+@device_option
+@force_option
+def command(
+    build: Path,
+    features: str,
+    weights: Path | None,
+    benchmark_dir: Path | None,
+    device: str,
+    force: bool,
+) -> None:
+    """Analyse BUILD (colour and feature shifts per scanner, paired to the reference,
+    registration and alignment QC, benchmark results) and write BUILD/report/index.html."""
+    from scorpion_build.analysis import analyze_build  # heavy imports only when run
+    from scorpion_build.analysis.data import PatchStoreError
+    from scorpion_build.analysis.features import WeightsError
+
+    if weights is not None and features == "none":
+        raise click.UsageError("--weights is only used with --features resnet50")
+    try:
+        path = analyze_build(
+            build,
+            features=features,
+            weights=weights,
+            benchmark_dir=benchmark_dir,
+            device=device,
+            force=force,
+            log=lambda msg: click.echo(msg, err=True),
+        )
+    except (WeightsError, PatchStoreError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"report: {path}")

@@ -1,0 +1,272 @@
+"""Build-level registration: one task per slide (every scan to the reference scan), run
+through :mod:`scorpion_build.parallel`, checkpointed per pair so a re-run skips finished
+pairs and an interrupted run loses nothing that finished."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
+from scorpion_build.parallel import run_tasks
+from scorpion_build.register.pair import (
+    RegisterConfig,
+    failed_row,
+    identity_row,
+    reference_view,
+    register_pair,
+)
+from scorpion_build.slide import Slide
+
+log = logging.getLogger(__name__)
+
+# Bump when a change to the algorithm should invalidate checkpointed pairs.
+ALGORITHM_VERSION = 1
+KEY_COLS = ["slide_id", "scanner"]
+
+
+def register_slide(task: dict) -> list[dict]:
+    """Dask task: register every listed scan of one slide to its reference scan.
+
+    ``task`` holds only small things: ``slide_id``, ``reference`` (a slides-manifest row as a
+    dict), ``moving`` (list of such rows), ``config`` (RegisterConfig fields) and ``build``
+    (the build directory, for the QC pictures). Slides are opened here, in the worker.
+    Returns one registration row per moving scan.
+    """
+    config = RegisterConfig(**task["config"])
+    build = BuildDir.at(task["build"])
+    ref_row = task["reference"]
+    rows = []
+    t0 = time.perf_counter()
+    try:
+        ref = _open(ref_row)
+        ref_view = reference_view(ref, config)
+    except Exception as exc:  # the reference itself is unusable: every pair fails with it
+        msg = f"reference scan {ref_row['path']} cannot be used: {exc}"
+        return [_with_keys(failed_row(msg), m, ref_row, config) for m in task["moving"]]
+    ref_seconds = time.perf_counter() - t0
+    for mov_row in task["moving"]:
+        rel = qc_relpath(task["slide_id"], mov_row["scanner"], config.method)
+        try:
+            with _open(mov_row) as mov:
+                row = register_pair(
+                    ref,
+                    mov,
+                    config,
+                    ref_view=ref_view,
+                    qc_path=build.root / rel,
+                    label=f"{task['slide_id']} {mov_row['scanner']}->{ref_row['scanner']}",
+                )
+            row["qc_image"] = str(rel) if (build.root / rel).is_file() else ""
+        except Exception as exc:  # one bad scan must not stop the slide's other scans
+            log.debug("registration failed", exc_info=True)
+            row = failed_row(f"{mov_row['path']}: {exc.__class__.__name__}: {exc}")
+        # the reference view is shared by the slide's pairs: charge it to them evenly
+        row["seconds"] = row.get("seconds", 0.0) + ref_seconds / len(task["moving"])
+        rows.append(_with_keys(row, mov_row, ref_row, config))
+    ref.close()
+    return rows
+
+
+def register_build(
+    build: str | os.PathLike,
+    reference: str = "AT2",
+    config: RegisterConfig | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Register every scan of every slide in ``BUILD/manifests/slides.parquet`` to the
+    ``reference`` scanner's scan; write ``registrations.parquet`` and ``qc/`` overlays.
+
+    Finished pairs are checkpointed under ``BUILD/.state/register`` and reused on a re-run
+    with the same inputs and settings (unless ``force``); the manifest is rewritten after
+    every finished slide. Returns the registrations table.
+    """
+    config = config or RegisterConfig()
+    bdir = BuildDir.at(build)
+    slides = bdir.read("slides")
+    done: dict[tuple[str, str], dict] = {}
+    tasks = []
+    for slide_id, group in slides.groupby("slide_id", sort=True):
+        rows = [_clean(r) for r in group.to_dict("records")]
+        refs = [r for r in rows if r["scanner"] == reference]
+        ref_row = refs[0] if refs else None
+        moving = []
+        for row in rows:
+            if ref_row is not None and row is ref_row:
+                done[(slide_id, row["scanner"])] = _reference_row(row, config)
+            elif ref_row is None:
+                msg = (
+                    f"slide {slide_id} has no {reference} scan to register to; add it to the "
+                    "slide table or choose another --reference"
+                )
+                done[(slide_id, row["scanner"])] = _with_keys(
+                    failed_row(msg), row, None, config, reference
+                )
+            elif row.get("status") == "failed":
+                msg = f"scan failed: {row.get('message', '')}"
+                done[(slide_id, row["scanner"])] = _with_keys(failed_row(msg), row, ref_row, config)
+            elif ref_row.get("status") == "failed":
+                msg = (
+                    f"the reference ({reference}) scan of slide {slide_id} failed "
+                    f"({ref_row.get('message', '')}); fix it first"
+                )
+                done[(slide_id, row["scanner"])] = _with_keys(failed_row(msg), row, ref_row, config)
+            else:
+                cached = None if force else _load_checkpoint(bdir, row, ref_row, config)
+                if cached is not None:
+                    done[(slide_id, row["scanner"])] = cached
+                else:
+                    moving.append(row)
+        if moving:
+            tasks.append(
+                {
+                    "slide_id": str(slide_id),
+                    "reference": ref_row,
+                    "moving": moving,
+                    "config": config.as_dict(),
+                    "build": str(bdir.root),
+                }
+            )
+    if tasks:
+        log.info(
+            "registering %d scans of %d slides", sum(len(t["moving"]) for t in tasks), len(tasks)
+        )
+    _write(bdir, done.values())
+    for result in run_tasks(
+        register_slide,
+        tasks,
+        workers=workers,
+        scheduler=scheduler,
+        desc="register",
+        progress=progress,
+    ):
+        task = result.item
+        if result.error is not None:
+            err = f"registration task crashed: {result.error.__class__.__name__}: {result.error}"
+            rows = [
+                _with_keys(failed_row(err), m, task["reference"], config) for m in task["moving"]
+            ]
+        else:
+            rows = result.value
+        for row in rows:
+            done[(row["slide_id"], row["scanner"])] = row
+            if result.error is None:
+                _save_checkpoint(bdir, row)
+        _write(bdir, done.values())
+    return _table(done.values())
+
+
+def qc_relpath(slide_id: str, scanner: str, method: str) -> Path:
+    """QC overlay path relative to the build directory."""
+    suffix = "" if method == "robust" else f"_{method}"
+    return Path("qc") / "register" / f"{_safe(slide_id)}_{_safe(scanner)}{suffix}.png"
+
+
+# -- rows, checkpoints ------------------------------------------------------------------------
+def _open(row: dict) -> Slide:
+    mpp = (row["mpp_x"], row["mpp_y"]) if np.isfinite(row.get("mpp_x", np.nan)) else None
+    return Slide(row["path"], reader=row.get("reader") or "auto", mpp=mpp)
+
+
+def _clean(row: dict) -> dict:
+    """A slides-manifest row with plain Python values (it travels to workers and to JSON)."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        out[k] = None if v is pd.NA else v
+    return out
+
+
+def _pair_key(mov_row: dict, ref_row: dict | None, config: RegisterConfig) -> dict:
+    """Everything a finished pair depends on: both inputs and the settings."""
+
+    def ident(r: dict | None) -> list | None:
+        if r is None:
+            return None
+        return [r["path"], r.get("file_size"), r.get("mpp_x"), r.get("mpp_y"), r.get("reader")]
+
+    return {
+        "version": ALGORITHM_VERSION,
+        "config": config.as_dict(),
+        "moving": ident(mov_row),
+        "reference": ident(ref_row),
+    }
+
+
+def _with_keys(
+    row: dict,
+    mov_row: dict,
+    ref_row: dict | None,
+    config: RegisterConfig,
+    reference: str | None = None,
+) -> dict:
+    row = dict(row)
+    row.update(
+        slide_id=str(mov_row["slide_id"]),
+        scanner=str(mov_row["scanner"]),
+        reference=str(ref_row["scanner"]) if ref_row is not None else reference,
+        method=config.method,
+        _key=_pair_key(mov_row, ref_row, config),
+    )
+    return row
+
+
+def _reference_row(ref_row: dict, config: RegisterConfig) -> dict:
+    if ref_row.get("status") == "failed":
+        row = failed_row(f"reference scan failed: {ref_row.get('message', '')}")
+    else:
+        row = identity_row()
+    return _with_keys(row, ref_row, ref_row, config)
+
+
+def _checkpoint_path(bdir: BuildDir, slide_id: str, scanner: str, method: str) -> Path:
+    return bdir.state / "register" / method / _safe(slide_id) / f"{_safe(scanner)}.json"
+
+
+def _save_checkpoint(bdir: BuildDir, row: dict) -> None:
+    write_json_atomic(row, _checkpoint_path(bdir, row["slide_id"], row["scanner"], row["method"]))
+
+
+def _load_checkpoint(
+    bdir: BuildDir, mov_row: dict, ref_row: dict, config: RegisterConfig
+) -> dict | None:
+    path = _checkpoint_path(bdir, str(mov_row["slide_id"]), str(mov_row["scanner"]), config.method)
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a damaged checkpoint is just recomputed
+    # JSON turns tuples into lists: compare through the same round trip
+    key = json.loads(json.dumps(_pair_key(mov_row, ref_row, config), default=str))
+    return row if row.get("_key") == key else None
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+
+
+def _table(rows: Iterable[dict]) -> pd.DataFrame:
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "_key"} for r in rows])
+    if table.empty:
+        return order_columns(table, "registrations")
+    table["matrix"] = [[float(v) for v in m] for m in table["matrix"]]
+    for col in ("orientation", "matches", "inliers", "refine_blocks"):
+        table[col] = pd.to_numeric(table[col]).fillna(0).astype("int64")
+    table = order_columns(table, "registrations")
+    return table.sort_values(KEY_COLS, kind="stable").reset_index(drop=True)
+
+
+def _write(bdir: BuildDir, rows: Iterable[dict]) -> None:
+    bdir.write("registrations", _table(list(rows)))

@@ -1,0 +1,58 @@
+"""Render the static HTML report with Jinja2 (templates in ``report/templates``)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; '-' for missing (None, NaN)."""
+    if value is None:
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number):
+        return "-"
+    return f"{number:.{digits}f}"
+
+
+def signed(value: Any, digits: int = 2) -> str:
+    """Like :func:`fmt` with an explicit sign, for deviations."""
+    text = fmt(value, digits)
+    if text != "-" and not text.startswith("-"):
+        return "+" + text
+    return text
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,  # a missing context key is a bug, not a blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = fmt
+    env.filters["signed"] = signed
+    return env
+
+
+def render_report(context: dict[str, Any], path: Path, template: str = "index.html") -> Path:
+    """Render ``template`` with ``context`` to ``path`` (written atomically)."""
+    html = environment().get_template(template).render(**context)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(html)
+    os.replace(tmp, path)
+    return path

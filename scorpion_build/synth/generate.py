@@ -1,0 +1,188 @@
+"""Write a synthetic scanner-paired slide set: slides, slide table and ground truth.
+
+Layout::
+
+    OUT_DIR/slides.csv                      slide_id,scanner,path,mpp
+    OUT_DIR/{slide_id}/{scanner}.svs|.tif   one scan per scanner
+    OUT_DIR/truth/{slide_id}.json           exact geometry (see truth.py)
+    OUT_DIR/train/, OUT_DIR/paired/         labelled sets, with ``labelled=True``
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scorpion_build.synth.config import SynthConfig
+from scorpion_build.synth.placement import (
+    ScanGeometry,
+    random_geometry,
+    reference_geometry,
+)
+from scorpion_build.synth.render import render_tile_rows
+from scorpion_build.synth.seeds import rng_for
+from scorpion_build.synth.styles import GLASS_CODES, style_for
+from scorpion_build.synth.texture import specimen_from_texture
+from scorpion_build.synth.tissue import Specimen, generate_specimen
+from scorpion_build.synth.truth import SlideTruth
+from scorpion_build.synth.writers import write_pyramid
+
+SLIDE_TABLE = "slides.csv"
+
+
+def slide_id_for(index: int) -> str:
+    return f"synth_{index:03d}"
+
+
+def scan_path(config: SynthConfig, slide_id: str, scanner: str) -> str:
+    """Path of a scan relative to OUT_DIR: ``.svs`` for Aperio scanners, else ``.tif``."""
+    ext = "svs" if scanner in config.svs_scanners else "tif"
+    return f"{slide_id}/{scanner}.{ext}"
+
+
+def specimen_for(config: SynthConfig, index: int) -> Specimen:
+    """The procedural specimen behind slide ``index`` (what the reference scan shows).
+
+    With ``config.texture`` set, every slide shows the texture instead.
+    """
+    if config.texture is not None:
+        return specimen_from_texture(config.texture, config.canonical_mpp, config.texture_mpp)
+    return generate_specimen(
+        config.width_um,
+        config.height_um,
+        config.canonical_mpp,
+        rng_for(config.seed, "specimen", index),
+    )
+
+
+def synthesize(
+    out_dir: str | Path,
+    config: SynthConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Generate the slides of ``config`` into ``out_dir``; return the slide table.
+
+    Returns
+    -------
+    DataFrame with columns ``slide_id, scanner, path, mpp`` as in ``OUT_DIR/slides.csv``,
+    except that ``path`` is absolute here (relative to the CSV in the file). ``mpp`` is
+    set only for scans whose file carries no mpp metadata, NaN otherwise.
+    """
+    config = (config or SynthConfig()).validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda _msg: None)
+    texture = None
+    if config.texture is not None:
+        texture = specimen_from_texture(config.texture, config.canonical_mpp, config.texture_mpp)
+    rows = []
+    for k in range(config.n_slides):
+        slide_id = slide_id_for(k)
+        specimen = texture if texture is not None else specimen_for(config, k)
+        truth = _write_slide(out, k, slide_id, specimen, config, say)
+        truth.save(out)
+        for scanner in config.scanners:
+            mpp = truth.mpp(scanner) if scanner in config.no_mpp_scanners else math.nan
+            rows.append((slide_id, scanner, scan_path(config, slide_id, scanner), mpp))
+    table = pd.DataFrame(rows, columns=["slide_id", "scanner", "path", "mpp"])
+    tmp = out / (SLIDE_TABLE + ".tmp")
+    table.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(out / SLIDE_TABLE)
+    if config.labelled:
+        from scorpion_build.synth.labelled import write_labelled_sets
+
+        say("labelled sets")
+        write_labelled_sets(out, config)
+    table["path"] = [str((out / p).resolve()) for p in table["path"]]
+    return table
+
+
+def _write_slide(
+    out: Path,
+    index: int,
+    slide_id: str,
+    specimen: Specimen,
+    config: SynthConfig,
+    say: Callable[[str], None],
+) -> SlideTruth:
+    """Render and write every scan of one slide; return its ground truth."""
+    (out / slide_id).mkdir(parents=True, exist_ok=True)
+    multiple = math.lcm(config.tile_px, config.downsample**4)
+    size_um = (specimen.width_um, specimen.height_um)
+    geometries: dict[str, ScanGeometry] = {}
+    scenarios: dict[str, tuple[str, ...]] = {}
+    styles: dict[str, dict] = {}
+    for scanner in config.scanners:
+        names = config.scenarios_for(index, scanner)
+        mpp = config.mpp_of(scanner)
+        if scanner == config.reference:
+            geom = reference_geometry(*size_um, mpp, multiple)
+        else:
+            geom = random_geometry(
+                rng_for(config.seed, "geometry", index, scanner),
+                size_um,
+                mpp,
+                multiple,
+                scenarios=names,
+                max_rotation_deg=config.max_rotation_deg,
+                max_margin_um=config.max_margin_um,
+                distortion_um=config.distortion_um,
+                stitch_tile_um=config.stitch_tile_um,
+                stitch_shift_um=config.stitch_shift_um,
+            )
+        style = style_for(scanner, names)
+        source = _scene(specimen, names, config, index, scanner)
+        path = scan_path(config, slide_id, scanner)
+        say(f"{slide_id} {scanner}: {geom.width_px}x{geom.height_px} px at {mpp} um/px")
+        tile_rows = render_tile_rows(
+            style.colourize(source.stains, source.mpp),
+            source.mpp,
+            geom,
+            style,
+            rng_for(config.seed, "noise", index, scanner),
+            tile_px=config.tile_px,
+        )
+        write_pyramid(
+            out / path,
+            tile_rows,
+            geom.width_px,
+            geom.height_px,
+            flavour="svs" if path.endswith(".svs") else "tiff",
+            mpp=None if scanner in config.no_mpp_scanners else mpp,
+            tile_px=config.tile_px,
+            downsample=config.downsample,
+            compression=config.compression,
+            jpeg_quality=style.jpeg_quality,
+        )
+        geometries[scanner], scenarios[scanner], styles[scanner] = geom, names, style.to_dict()
+    return SlideTruth(
+        slide_id=slide_id,
+        reference=config.reference,
+        geometries=geometries,
+        scenarios=scenarios,
+        labels=specimen.labels,
+        labels_mpp=specimen.mpp,
+        styles=styles,
+    )
+
+
+def _scene(
+    specimen: Specimen, scenarios: tuple[str, ...], config: SynthConfig, index: int, scanner: str
+) -> Specimen:
+    """What this scanner actually sees: the specimen, bare glass, or another specimen."""
+    if "blank" in scenarios:
+        glass = np.empty((2, 2, 2), np.uint8)
+        glass[...] = GLASS_CODES
+        return Specimen(glass, np.zeros((2, 2), np.uint8), specimen.mpp)
+    if "unrelated" in scenarios:
+        return generate_specimen(
+            specimen.width_um,
+            specimen.height_um,
+            specimen.mpp,
+            rng_for(config.seed, "unrelated", index, scanner),
+        )
+    return specimen

@@ -82,7 +82,7 @@ def run_benchmark(
     labels : a release-layout folder with ``label.png`` ground truth per sample; adds task
         Dice per scanner.
     classes : class names; default from the checkpoint, the predictions' attrs, or
-        ``models.DEFAULT_CLASSES``. Their number sets C in the Dice class mean.
+        ``classes.DEFAULT_CLASSES``. Their number sets C in the Dice class mean.
     batch_size, device, amp : inference settings; AMP (float16 autocast) applies on CUDA.
     threshold : a sample whose worst pair has Dice below this counts as a failure.
     n_bootstrap, seed : bootstrap resamples over samples for 95% intervals, and their seed.
@@ -140,7 +140,7 @@ def _prediction_classes(preds: Predictions, classes: Sequence[str] | None) -> Se
         return classes
     if preds.attrs.get("classes"):
         return preds.attrs["classes"]
-    from scorpion_build.models import DEFAULT_CLASSES  # imports torch: only when needed
+    from scorpion_build.classes import DEFAULT_CLASSES
 
     return DEFAULT_CLASSES
 

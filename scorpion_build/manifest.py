@@ -56,6 +56,10 @@ SCHEMAS: dict[str, list[tuple[str, str, str]]] = {
         ("qc_image", "string", "QC overlay path relative to the build directory"),
         ("status", "string", "ok, warn or failed"),
         ("message", "string", "why the status is not ok, in words a user can act on"),
+        ("anisotropy", "float64", "scale_x / scale_y - 1 after mpp correction"),
+        ("tissue_overlap", "float64", "fraction of reference tissue that lands on scan tissue"),
+        ("residual_p90_um", "float64", "90th percentile of the local misalignment, um"),
+        ("refine_model", "string", "model of the fine step (affine, translation, or none)"),
     ],
     "regions": [
         ("slide_id", "string", "slide identifier"),
@@ -101,7 +105,8 @@ class BuildDir:
 
     @classmethod
     def at(cls, path: str | os.PathLike) -> BuildDir:
-        return cls(Path(path))
+        # absolute, so tasks on other processes or machines resolve the same directory
+        return cls(Path(path).expanduser().resolve())
 
     @property
     def manifests(self) -> Path:

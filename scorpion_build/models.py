@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-DEFAULT_CLASSES = ("background", "cancer_area", "cancer_stroma")
+from scorpion_build.classes import DEFAULT_CLASSES
 
 
 class CheckpointError(ValueError):

@@ -31,7 +31,7 @@ synth:
 scan:
   reference: AT2
 register:
-  method: default
+  method: robust
 extract:
   regions: 2
   region-um: 300

@@ -51,7 +51,7 @@ class ScanStage:
 
 @dataclass
 class RegisterStage:
-    method: str = "default"
+    method: str = "robust"
 
 
 @dataclass

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-LABEL_NAMES: tuple[str, ...] = ("background", "cancer_area", "cancer_stroma")
+from scorpion_build.classes import DEFAULT_CLASSES
+
+LABEL_NAMES: tuple[str, ...] = DEFAULT_CLASSES
 BACKGROUND, CANCER_AREA, CANCER_STROMA = 0, 1, 2
 
 # Stains are stored as uint8 codes, code = 255 * sqrt(OD / OD_MAX): the square root spends

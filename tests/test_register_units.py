@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scorpion_build import align
 from scorpion_build import geometry as geo
 from scorpion_build.register import coarse, fine, qc
 from scorpion_build.register.pair import RegisterConfig
@@ -48,7 +49,7 @@ def test_phase_shift_sign_convention() -> None:
     d_true = np.array([3.25, -2.5])
     # mov(p + d) = ref(p)  <=>  mov(q) = ref(q - d)
     mov = warp_to(ref, geo.translation(*(-d_true)), (ref.shape[1], ref.shape[0]))
-    d, response = fine.phase_shift(ref[20:-20, 20:-20], mov[20:-20, 20:-20])
+    d, response = align.phase_shift(ref[20:-20, 20:-20], mov[20:-20, 20:-20])
     np.testing.assert_allclose(d, d_true, atol=0.05)
     assert response > 0.9
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from skimage.registration import phase_cross_correlation
 
 from scorpion_build import geometry as geo
+from scorpion_build.align import phase_shift
 from scorpion_build.register.thumbs import View
 from scorpion_build.slide import Slide
 from scorpion_build.tissue import MIN_TISSUE_OD, od_grey
@@ -87,26 +87,6 @@ def _farthest_points(pts: np.ndarray, k: int) -> list[int]:
         chosen.append(nxt)
         dist = np.minimum(dist, ((pts - pts[nxt]) ** 2).sum(axis=1))
     return sorted(chosen)
-
-
-def phase_shift(ref: np.ndarray, mov: np.ndarray) -> tuple[np.ndarray, float]:
-    """Sub-pixel shift ``d`` (x, y) such that ``mov(p + d) ~ ref(p)``, and the correlation
-    peak as a normalised cross-correlation (0..1).
-
-    Windowed cross-correlation with DFT upsampling (Guizar-Sicairos et al., Opt. Lett. 2008,
-    via scikit-image): ~0.02 px, where OpenCV's phaseCorrelate centroid is biased towards
-    whole pixels by ~0.2 px, the same way for every block, which no fit averages out.
-    """
-    ref = ref.astype(np.float32)
-    mov = mov.astype(np.float32)
-    window = cv2.createHanningWindow(ref.shape[::-1], cv2.CV_32F)
-    # remove the mean so the window edge does not become the strongest "feature"
-    a = (ref - ref.mean()) * window
-    b = (mov - mov.mean()) * window
-    shift, error, _ = phase_cross_correlation(a, b, upsample_factor=20, normalization=None)
-    peak = float(np.sqrt(max(0.0, 1.0 - float(error) ** 2)))
-    # scikit-image returns the (row, col) shift that moves ``mov`` onto ``ref``: the negative
-    return np.array([-shift[1], -shift[0]], dtype=np.float64), peak
 
 
 @dataclass

@@ -137,7 +137,7 @@ class BuildDir:
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} not found; run the stage that writes it first "
-                f"({_WRITER.get(name, 'scorpion-build')} {self.root})"
+                f"({WRITERS.get(name, 'scorpion-build').replace('BUILD', str(self.root))})"
             )
         return pd.read_parquet(path)
 
@@ -145,11 +145,12 @@ class BuildDir:
         return write_parquet_atomic(table, self.manifest(name))
 
 
-_WRITER = {
-    "slides": "scorpion-build scan INPUT -o",
-    "registrations": "scorpion-build register",
-    "regions": "scorpion-build extract",
-    "patches": "scorpion-build extract",
+# The command that writes each manifest, for "run this first" messages.
+WRITERS = {
+    "slides": "scorpion-build scan INPUT -o BUILD",
+    "registrations": "scorpion-build register BUILD",
+    "regions": "scorpion-build extract BUILD",
+    "patches": "scorpion-build extract BUILD",
 }
 
 

@@ -58,11 +58,12 @@ def first_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipe")
     yaml_path = _write(tmp, "local")
     result = CliRunner().invoke(main, ["run", str(yaml_path)])
-    return tmp, yaml_path, result
+    reference = _patches(tmp / "local") if result.exit_code == 0 else None
+    return tmp, yaml_path, result, reference
 
 
 def test_full_run_writes_every_output(first_run):
-    tmp, _, result = first_run
+    tmp, _, result, _ = first_run
     assert result.exit_code == 0, result.output
     build = tmp / "local"
     for rel in (
@@ -82,7 +83,7 @@ def test_full_run_writes_every_output(first_run):
 
 
 def test_rerun_skips_unchanged_stages_and_changed_config_reruns_downstream(first_run):
-    tmp, yaml_path, _ = first_run
+    tmp, yaml_path, _, _ = first_run
     build = tmp / "local"
     before = _patches(build)
     config = load_config(yaml_path)
@@ -96,12 +97,14 @@ def test_rerun_skips_unchanged_stages_and_changed_config_reruns_downstream(first
     assert not results["extract"].skipped and not results["export"].skipped
     assert not results["analyze"].skipped
     assert _patches(build).shape[2:4] == (96, 96)
+    # and changing it back reproduces the original patches exactly
     yaml_path.write_text(yaml_path.read_text().replace("size: 96", "size: 128"))
+    run_pipeline(load_config(yaml_path), echo=lambda *_: None)
+    np.testing.assert_array_equal(before, _patches(build))
 
 
 def test_interrupted_run_resumes_to_identical_result(first_run, tmp_path):
-    tmp, _, _ = first_run
-    reference = _patches(tmp / "local")
+    _, _, _, reference = first_run
     yaml_path = _write(tmp_path, "victim")
     build = tmp_path / "victim"
     proc = subprocess.Popen(
@@ -125,7 +128,7 @@ def test_interrupted_run_resumes_to_identical_result(first_run, tmp_path):
 def test_distributed_run_is_byte_identical(first_run, tmp_path):
     from distributed import LocalCluster
 
-    tmp, _, _ = first_run
+    tmp, _, _, reference = first_run
     yaml_path = _write(tmp_path, "dist")
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -134,7 +137,7 @@ def test_distributed_run_is_byte_identical(first_run, tmp_path):
             main, ["run", str(yaml_path), "--scheduler", cluster.scheduler_address]
         )
     assert result.exit_code == 0, result.output
-    np.testing.assert_array_equal(_patches(tmp / "local"), _patches(tmp_path / "dist"))
+    np.testing.assert_array_equal(reference, _patches(tmp_path / "dist"))
     a = pd.read_parquet(tmp / "local" / "manifests" / "patches.parquet")
     b = pd.read_parquet(tmp_path / "dist" / "manifests" / "patches.parquet")
     pd.testing.assert_frame_equal(a, b)

@@ -9,7 +9,6 @@ import click
 from scorpion_build.cli.common import (
     force_option,
     parallel_options,
-    reference_option,
     summarize_and_exit,
 )
 from scorpion_build.register import METHODS, RegisterConfig, register_build
@@ -17,7 +16,11 @@ from scorpion_build.register import METHODS, RegisterConfig, register_build
 
 @click.command("register")
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@reference_option
+@click.option(
+    "--reference",
+    default=None,
+    help="Reference scanner (default: the one `scan --reference` chose).",
+)
 @click.option(
     "--method",
     type=click.Choice(METHODS),
@@ -50,7 +53,7 @@ from scorpion_build.register import METHODS, RegisterConfig, register_build
 @force_option
 def command(
     build: Path,
-    reference: str,
+    reference: str | None,
     method: str,
     coarse_mpp: float | None,
     fine_mpp: float,

@@ -52,6 +52,9 @@ class ScanStage:
 @dataclass
 class RegisterStage:
     method: str = "robust"
+    coarse_mpp: float | None = None
+    fine_mpp: float = 2.0
+    max_blocks: int = 24
 
 
 @dataclass

@@ -64,7 +64,7 @@ def run_register(config: PipelineConfig, scheduler: str | None, force: bool) -> 
     return register_build(
         config.build_dir,
         reference=reference,
-        config=RegisterConfig(method=config.register.method),
+        config=RegisterConfig(**config.stage_options("register")),
         workers=config.workers,
         scheduler=scheduler,
         force=force,
@@ -111,15 +111,16 @@ def run_benchmark(config: PipelineConfig, scheduler: str | None, force: bool) ->
     o = config.benchmark
     if not (o.model or o.predictions):
         raise ValueError("benchmark needs 'model' (a checkpoint) or 'predictions'")
-    report = bench(
-        data=config.build_dir,
-        out=config.build_dir / o.out,
+    result = bench(
+        config.build_dir,
+        config.build_dir / o.out,
         model=config.path(o.model),
         predictions=config.path(o.predictions),
         labels=config.path(o.labels),
         batch_size=o.batch_size,
         device=o.device,
     )
+    report = result.report
     return pd.DataFrame(
         [{"status": "ok", "average": report["average"], "minimum": report["minimum"]}]
     )
@@ -130,6 +131,8 @@ def run_analyze(config: PipelineConfig, scheduler: str | None, force: bool) -> p
 
     o = config.analyze
     bench_dir = config.build_dir / config.benchmark.out if config.benchmark else None
+    if bench_dir is not None and not (bench_dir / "report.json").is_file():
+        bench_dir = None  # the benchmark stage did not finish: report the build without it
     index = analyze_build(
         config.build_dir,
         features=o.features,

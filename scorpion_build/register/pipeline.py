@@ -77,7 +77,7 @@ def register_slide(task: dict) -> list[dict]:
 
 def register_build(
     build: str | os.PathLike,
-    reference: str = "AT2",
+    reference: str | None = None,
     config: RegisterConfig | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -85,7 +85,8 @@ def register_build(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Register every scan of every slide in ``BUILD/manifests/slides.parquet`` to the
-    ``reference`` scanner's scan; write ``registrations.parquet`` and ``qc/`` overlays.
+    ``reference`` scanner's scan (default: the one ``scan`` marked as reference); write
+    ``registrations.parquet`` and ``qc/`` overlays.
 
     Finished pairs are checkpointed under ``BUILD/.state/register`` and reused on a re-run
     with the same inputs and settings (unless ``force``); the manifest is rewritten after
@@ -94,6 +95,9 @@ def register_build(
     config = config or RegisterConfig()
     bdir = BuildDir.at(build)
     slides = bdir.read("slides")
+    if reference is None:
+        marked = slides.loc[slides["is_reference"].astype(bool), "scanner"].unique()
+        reference = str(marked[0]) if len(marked) else "AT2"
     done: dict[tuple[str, str], dict] = {}
     tasks = []
     for slide_id, group in slides.groupby("slide_id", sort=True):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scorpion_build.manifest import BuildDir
+from scorpion_build.manifest import WRITERS, BuildDir
 
 STAGES = ("slides", "registrations", "regions", "patches")
 # columns that name a row, per manifest
@@ -22,12 +22,6 @@ KEYS = {
     "registrations": ["slide_id", "scanner"],
     "regions": ["slide_id", "region_index"],
     "patches": ["sample_id", "scanner"],
-}
-WRITER = {
-    "slides": "scorpion-build scan INPUT -o BUILD",
-    "registrations": "scorpion-build register BUILD",
-    "regions": "scorpion-build extract BUILD",
-    "patches": "scorpion-build extract BUILD",
 }
 _SEVERITY = {"ok": 0, "warn": 1, "failed": 2}
 
@@ -43,7 +37,7 @@ def stage_counts(tables: dict[str, pd.DataFrame | None]) -> list[dict[str, Any]]
     for name in STAGES:
         table = tables[name]
         if table is None:
-            rows.append({"stage": name, "present": False, "hint": WRITER[name]})
+            rows.append({"stage": name, "present": False, "hint": WRITERS[name]})
             continue
         counts = table["status"].value_counts()
         rows.append(

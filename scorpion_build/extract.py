@@ -208,28 +208,45 @@ def region_to_reference(
     )
 
 
-def small_grey(rgb: np.ndarray) -> np.ndarray:
-    """Stain-robust grey at 1/:data:`REFINE_SCALE` of the patch resolution (area-averaged)."""
-    h, w = rgb.shape[:2]
-    small = cv2.resize(rgb, (w // REFINE_SCALE, h // REFINE_SCALE), interpolation=cv2.INTER_AREA)
-    return grey(small)
+class SmallGrey:
+    """Stain-robust grey views of a :class:`Resampler`'s pixels at 1/:data:`REFINE_SCALE` of
+    the patch resolution: the region is area-averaged to that scale and turned into optical
+    density once, then each refinement step only warps one small float image."""
+
+    def __init__(self, source: Resampler, patch_to_slide: geo.Affine) -> None:
+        _, region_px = geo.linear_scales(geo.compose(source.level0_to_region, patch_to_slide))
+        factor = REFINE_SCALE * region_px  # region px per small px
+        h, w = source.region.shape[:2]
+        sw, sh = max(1, round(w / factor)), max(1, round(h / factor))
+        small = cv2.resize(source.region, (sw, sh), interpolation=cv2.INTER_AREA)
+        self.grey = grey(small)
+        self.level0_to_small = geo.compose(geo.scaling(sw / w, sh / h), source.level0_to_region)
+
+    def warp(self, patch_to_slide: geo.Affine, size: int) -> np.ndarray:
+        m = geo.compose(self.level0_to_small, patch_to_slide, geo.scaling(REFINE_SCALE))
+        n = size // REFINE_SCALE
+        return cv2.warpAffine(
+            self.grey,
+            geo.to_opencv(m),
+            (n, n),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
 
 
 def refine(
-    ref_small: np.ndarray, source: Resampler, m: geo.Affine, config: ExtractConfig
+    ref_small: np.ndarray, source: SmallGrey, m: geo.Affine, config: ExtractConfig
 ) -> tuple[geo.Affine, Correction]:
     """Shift, then block affine, estimated at half resolution against the reference patch.
 
     Returns the refined ``patch_to_slide`` and the correction (in output px).
     """
-    size = (config.size, config.size)
     to_small = geo.scaling(1.0 / REFINE_SCALE)
     max_px = MAX_CORRECTION_UM / (config.mpp * REFINE_SCALE)
 
     def estimate(m_now: geo.Affine, stage: str) -> Correction:
-        return estimate_correction(
-            ref_small, small_grey(source.warp(m_now, size)), max_px, stage=stage
-        )
+        return estimate_correction(ref_small, source.warp(m_now, config.size), max_px, stage=stage)
 
     def to_output(c: geo.Affine) -> geo.Affine:  # small-px correction -> output-px correction
         return geo.compose(geo.invert(to_small), c, to_small)
@@ -291,7 +308,7 @@ def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> l
     margin = MAX_CORRECTION_UM / config.mpp + 8
     ref_src = ref_slide.prepare(m_ref, size)
     ref_patch = ref_src.warp(m_ref, size)
-    ref_small = small_grey(ref_patch)
+    ref_small = SmallGrey(ref_src, m_ref).warp(m_ref, config.size)
     rows = []
     for s_idx, scanner in enumerate(scanners):
         row = {
@@ -319,20 +336,19 @@ def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> l
             rows.append(row)
             continue
         if scanner == ref_name:
-            m, patch, level = m_ref, ref_patch, ref_src.level
+            m, patch, level, sim = m_ref, ref_patch, ref_src.level, 1.0
         else:
             m = geo.compose(geo.from_six(scan["matrix"]), m_ref)
             src = slides[scanner].prepare(m, size, margin_px=margin)
+            src_small = SmallGrey(src, m)
             level = src.level
             if config.refine:
-                m, corr = refine(ref_small, src, m, config)
+                m, corr = refine(ref_small, src_small, m, config)
                 row["correction_x_px"], row["correction_y_px"] = corr.shift_px
                 if not corr.accepted:
                     row.update(status="warn", message=f"local refinement rejected: {corr.message}")
             patch = src.warp(m, size)
-        sim = 1.0
-        if scanner != ref_name:
-            sim = similarity(ref_small, small_grey(patch), config.mpp * REFINE_SCALE)
+            sim = similarity(ref_small, src_small.warp(m, config.size), config.mpp * REFINE_SCALE)
         tissue = patch_tissue_fraction(patch, config.mpp)
         if sim < MIN_SIMILARITY and row["status"] == "ok":
             row.update(

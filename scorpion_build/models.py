@@ -42,7 +42,9 @@ def build_model(
         state = _load_state_dict(Path(encoder_weights))
         state = {k.removeprefix("encoder."): v for k, v in state.items()}
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+        # smp's encoders override load_state_dict (dropping fc.*) and return None: call the
+        # plain nn.Module method to get the missing/unexpected key report
+        missing, unexpected = nn.Module.load_state_dict(model.encoder, state, strict=False)
         if len(missing) > len(state) // 2 or unexpected:
             raise CheckpointError(
                 f"{encoder_weights}: does not look like {encoder} encoder weights "

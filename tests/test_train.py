@@ -333,11 +333,6 @@ def test_cuda_amp_run(data_dir, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] is True
 
 
-@pytest.mark.xfail(
-    reason="models.build_model unpacks smp's ResNetEncoder.load_state_dict, which returns None; "
-    "fix: nn.Module.load_state_dict(model.encoder, state, strict=False) (reported to the lead)",
-    raises=TypeError,
-)
 def test_encoder_weights_come_from_a_local_file(data_dir, tmp_path):
     import torchvision
 

@@ -88,3 +88,29 @@ def paired_build(
     )
     build.write("registrations", order_columns(regs, "registrations"))
     return build.root, given
+
+
+def kill_during_extract(args: list[str], build: Path, timeout_s: float = 300.0) -> bool:
+    """Run ``scorpion-build ARGS`` and SIGKILL it as soon as extract has finished its first
+    sample (a marker file appears). Returns True if it was killed mid-run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scorpion_build.cli.main", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    markers = build / ".state" / "extract" / "samples"
+    deadline = time.time() + timeout_s
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        if markers.is_dir() and any(markers.glob("*.json")):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    proc.wait()
+    return killed

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from helpers import paired_build
+from helpers import kill_during_extract, paired_build
 
 from scorpion_build import geometry as geo
 from scorpion_build.extract import ExtractConfig, extract_build
@@ -65,10 +61,7 @@ def test_killed_run_resumes_to_identical_result(build, tmp_path):
     clean = _copy_inputs(build, tmp_path / "clean")
     extract_build(clean, CONFIG, workers=1, progress=False)
     victim = _copy_inputs(build, tmp_path / "victim")
-    cmd = [
-        sys.executable,
-        "-m",
-        "scorpion_build.cli.main",
+    args = [
         "extract",
         str(victim),
         "--regions",
@@ -82,16 +75,8 @@ def test_killed_run_resumes_to_identical_result(build, tmp_path):
         "--workers",
         "1",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    markers = victim / ".state" / "extract" / "samples"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if markers.is_dir() and any(markers.glob("*.json")):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert not (victim / "manifests" / "patches.parquet").exists() or proc.returncode == 0
+    if kill_during_extract(args, victim, timeout_s=120):  # killed mid-run: no manifest yet
+        assert not (victim / "manifests" / "patches.parquet").exists()
     extract_build(victim, CONFIG, workers=1, progress=False)
     np.testing.assert_array_equal(_store(clean), _store(victim))
     for name in ("regions", "patches"):

@@ -3,10 +3,6 @@ a kill, and the same build on a distributed LocalCluster giving byte-identical p
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +10,7 @@ import pandas as pd
 import pytest
 import zarr
 from click.testing import CliRunner
+from helpers import kill_during_extract
 
 from scorpion_build.cli.main import main
 from scorpion_build.pipeline import load_config, run_pipeline
@@ -107,19 +104,7 @@ def test_interrupted_run_resumes_to_identical_result(first_run, tmp_path):
     _, _, _, reference = first_run
     yaml_path = _write(tmp_path, "victim")
     build = tmp_path / "victim"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scorpion_build.cli.main", "run", str(yaml_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    markers = build / ".state" / "extract" / "samples"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if markers.is_dir() and any(markers.glob("*.json")):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
+    kill_during_extract(["run", str(yaml_path)], build)
     result = CliRunner().invoke(main, ["run", str(yaml_path)])
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(reference, _patches(build))

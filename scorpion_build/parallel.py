@@ -19,6 +19,31 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """BLAS/OpenMP and OpenCV limited to one thread, restored afterwards.
+
+    Multi-threaded BLAS sums in an order that depends on the thread count, which changes
+    the last bits of a result and can flip a threshold downstream; one thread per task makes
+    outputs byte-identical on any machine and scheduler (parallelism comes from tasks).
+    """
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def _run_one(func: Callable[..., Any], item: Any, kwargs: dict[str, Any]) -> Any:
+    with single_threaded():
+        return func(item, **kwargs)
+
+
 @dataclass
 class TaskResult:
     item: Any
@@ -85,7 +110,7 @@ def run_tasks(
         if scheduler is None and (workers or default_workers(len(items))) == 1:
             for item in items:
                 try:
-                    yield TaskResult(item, func(item, **kwargs))
+                    yield TaskResult(item, _run_one(func, item, kwargs))
                 except Exception as exc:  # recorded by the caller as a failed row
                     yield TaskResult(item, error=exc)
                 bar.update()
@@ -93,7 +118,9 @@ def run_tasks(
         from distributed import as_completed
 
         with dask_client(workers or default_workers(len(items)), scheduler) as client:
-            futures = {client.submit(func, item, pure=False, **kwargs): item for item in items}
+            futures = {
+                client.submit(_run_one, func, item, kwargs, pure=False): item for item in items
+            }
             for fut in as_completed(futures, loop=client.loop):
                 item = futures[fut]
                 try:

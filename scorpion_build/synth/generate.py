@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scorpion_build.parallel import single_threaded
 from scorpion_build.synth.config import SynthConfig
 from scorpion_build.synth.placement import (
     ScanGeometry,
@@ -72,6 +73,14 @@ def synthesize(
     except that ``path`` is absolute here (relative to the CSV in the file). ``mpp`` is
     set only for scans whose file carries no mpp metadata, NaN otherwise.
     """
+    # one BLAS/OpenCV thread: byte-identical files whatever the machine's thread count
+    with single_threaded():
+        return _synthesize(out_dir, config, progress)
+
+
+def _synthesize(
+    out_dir: str | Path, config: SynthConfig | None, progress: Callable[[str], None] | None
+) -> pd.DataFrame:
     config = (config or SynthConfig()).validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,45 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from scorpion_build.classes import DEFAULT_CLASSES
+
+# Input convention of every checkpoint: float RGB in [0, 1], ImageNet mean/std, NCHW.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STRIDE_PX = 32
+"""Encoders downsample by up to 32, so inputs are padded to a multiple of it."""
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """Float RGB ``(B, 3, H, W)`` in [0, 1] -> ImageNet-normalised model input."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def padded_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` logits at the input's size for a normalised input of any size.
+
+    Reflect-pads to :data:`STRIDE_PX` (zeros would look like black background), accepts
+    torchvision-style ``{"out": logits}`` outputs, and crops back.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % STRIDE_PX, (-width) % STRIDE_PX
+    if pad_h or pad_w:
+        # reflection needs the pad smaller than the side; replicate covers tiny tiles
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    out = model(x)
+    if isinstance(out, dict):
+        out = out["out"]
+    if out.ndim != 4:
+        raise ValueError(f"model returned shape {tuple(out.shape)}; expected (B, C, H, W) logits")
+    if out.shape[-2:] != x.shape[-2:]:
+        out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return out[..., :height, :width]
 
 
 class CheckpointError(ValueError):

@@ -15,13 +15,13 @@ import torch
 import zarr
 from click.testing import CliRunner
 
-from scorpion_build.bench.inference import IMAGENET_MEAN, IMAGENET_STD, predict_batch, preprocess
+from scorpion_build.bench.inference import predict_batch, preprocess
 from scorpion_build.bench.layout import DataError
 from scorpion_build.bench.predictions import MISSING
 from scorpion_build.bench.sources import open_patch_source
 from scorpion_build.benchmark import run_benchmark
 from scorpion_build.cli.main import main
-from scorpion_build.models import build_model, save_checkpoint
+from scorpion_build.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_checkpoint
 
 SCANNERS = ["AT2", "GT450", "P1000"]
 CLASSES = ["background", "cancer_area", "cancer_stroma"]

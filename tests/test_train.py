@@ -14,11 +14,11 @@ import yaml
 from click.testing import CliRunner
 
 from scorpion_build.cli.main import main
-from scorpion_build.models import load_model
+from scorpion_build.models import IMAGENET_MEAN, IMAGENET_STD, load_model
 from scorpion_build.train import DataError, RunError, TrainConfig, load_labelled_data, train
 from scorpion_build.train.config import ConfigError, read_yaml
 from scorpion_build.train.data import EpochSampler, SegmentationDataset
-from scorpion_build.train.evaluate import IMAGENET_MEAN, IMAGENET_STD, predict_labels
+from scorpion_build.train.evaluate import predict_labels
 from scorpion_build.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,12 +14,11 @@ import torch
 import torchvision
 
 from scorpion_build.analysis.data import PatchStore, downsample
+from scorpion_build.models import normalize, resolve_device
 
 FEATURE_CHOICES = ("none", "resnet50")
 INPUT_PX = 224
 FEATURE_DIM = 2048
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _INIT_SEED = 0
 
 
@@ -97,17 +96,9 @@ def build_resnet50(weights: Path | None = None) -> torch.nn.Module:
     return model.eval()
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _to_tensor(patches: list[np.ndarray], device: torch.device) -> torch.Tensor:
     batch = torch.from_numpy(np.stack(patches)).to(device).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return ((batch - mean) / std).contiguous(memory_format=torch.channels_last)
+    return normalize(batch).contiguous(memory_format=torch.channels_last)
 
 
 @torch.inference_mode()

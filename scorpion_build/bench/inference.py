@@ -11,17 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import zarr
 from torch import nn
 from tqdm.auto import tqdm
 
 from scorpion_build.bench.sources import PatchSource
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-SIZE_MULTIPLE = 32
-"""Encoders downsample by up to 32, so inputs are padded to a multiple of it."""
+from scorpion_build.models import normalize, padded_logits
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -34,28 +29,7 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"expected uint8 (B, H, W, 3) RGB, got {images.dtype} {tuple(images.shape)}"
         )
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Model output as ``(B, C, H, W)`` logits at the input size, for any input size."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = (-height) % SIZE_MULTIPLE, (-width) % SIZE_MULTIPLE
-    if pad_h or pad_w:
-        # reflect keeps border statistics tissue-like; zeros would look like black background
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    out = model(x)
-    if isinstance(out, dict):  # torchvision-style TorchScript models return {"out": logits}
-        out = out["out"]
-    if out.ndim != 4:
-        raise ValueError(f"model returned shape {tuple(out.shape)}; expected (B, C, H, W) logits")
-    if out.shape[-2:] != x.shape[-2:]:
-        out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return out[..., :height, :width]
+    return normalize(images.permute(0, 3, 1, 2).float().div_(255.0))
 
 
 @torch.inference_mode()
@@ -67,7 +41,7 @@ def predict_batch(
     with torch.autocast(
         device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"
     ):
-        logits = _logits(model, x)
+        logits = padded_logits(model, x)
     return logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
 
 

@@ -12,35 +12,17 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from scorpion_build import metrics
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-STRIDE_PX = 32
-"""Tiles are reflect-padded to a multiple of this, the deepest encoder stride."""
-
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """Float RGB ``(B, 3, H, W)`` in [0, 1] -> ImageNet-normalised model input."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+from scorpion_build.models import normalize, padded_logits
 
 
 def forward_padded(model: nn.Module, x: torch.Tensor, amp: bool = False) -> torch.Tensor:
-    """Logits for float RGB ``x`` in [0, 1] of any size: reflect-pad to the stride, crop back."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = (-height) % STRIDE_PX, (-width) % STRIDE_PX
-    if pad_h or pad_w:
-        # reflection needs the pad smaller than the side; replicate covers tiny tiles
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    """Logits for float RGB ``x`` in [0, 1] of any size (padded to the encoder stride)."""
     with torch.autocast(device_type=x.device.type, dtype=torch.float16, enabled=amp):
-        logits = model(normalize(x))
-    return logits[..., :height, :width].float()
+        logits = padded_logits(model, normalize(x))
+    return logits.float()
 
 
 @torch.no_grad()

@@ -113,7 +113,7 @@ def test_colour_mask_is_rejected(data_dir):
         str(data_dir / "masks" / "tile02.png"),
         np.dstack([np.zeros((48, 48))] * 2 + [np.ones((48, 48))]),
     )
-    with pytest.raises(DataError, match="tile02.png: an RGB image, not a label map"):
+    with pytest.raises(DataError, match="tile02.png: a colour image, not a label map"):
         load_labelled_data(data_dir)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
+
+from scorpion_build import imageio
 
 LABEL_STEM = "label"
 """Ground-truth file stem in a sample folder; never a scanner name."""
@@ -102,35 +103,8 @@ def match_samples(
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB ``(H, W, 3)``."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: unreadable or truncated image; re-export or remove it")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return imageio.read_rgb(path, DataError)
 
 
 def read_label_map(path: Path) -> np.ndarray:
-    """A PNG label map (class index per pixel) as uint8 ``(H, W)``.
-
-    Accepts 8- or 16-bit grayscale, and RGB(A) whose colour channels are equal (a gray map
-    saved as colour); palette PNGs must be saved as index images instead.
-    """
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{path}: unreadable or truncated PNG; re-write the label map")
-    if image.ndim == 3:
-        colour = image[..., :3]
-        if not (
-            np.array_equal(colour[..., 0], colour[..., 1])
-            and np.array_equal(colour[..., 0], colour[..., 2])
-        ):
-            raise DataError(
-                f"{path}: a colour image, not a label map; save class indices 0..C-1 as a "
-                "single-channel 8-bit PNG"
-            )
-        image = colour[..., 0]
-    if image.dtype != np.uint8:
-        if image.max(initial=0) > 254:
-            raise DataError(f"{path}: class index {int(image.max())} is above 254")
-        image = image.astype(np.uint8)
-    return image
+    return imageio.read_label_map(path, DataError)

@@ -18,13 +18,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from scorpion_build import imageio
 from scorpion_build.models import DEFAULT_CLASSES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -56,34 +56,11 @@ class LabelledData:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image as uint8 RGB ``(H, W, 3)``; alpha is dropped, grey is repeated."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: unreadable or truncated image; re-write it as PNG or JPEG")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return imageio.read_rgb(path, DataError)
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A label map as uint8 ``(H, W)``; a colour file is accepted only if it is grey."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DataError(f"{path}: unreadable or truncated label map; re-write it as PNG")
-    if mask.ndim == 3:
-        colour = mask[..., :3]
-        if not (
-            np.array_equal(colour[..., 0], colour[..., 1])
-            and np.array_equal(colour[..., 0], colour[..., 2])
-        ):
-            raise DataError(
-                f"{path}: an RGB image, not a label map; save class indices as a single-channel "
-                "8-bit PNG"
-            )
-        mask = colour[..., 0]
-    if mask.dtype != np.uint8:
-        if int(mask.max(initial=0)) > 255:
-            raise DataError(f"{path}: class index {int(mask.max())} does not fit a uint8 label map")
-        mask = mask.astype(np.uint8)
-    return mask
+    return imageio.read_label_map(path, DataError)
 
 
 def read_classes(root: Path, classes: Sequence[str] | None) -> tuple[str, ...]:

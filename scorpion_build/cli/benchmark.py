@@ -29,7 +29,8 @@ def _classes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 @click.option(
     "--model",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Checkpoint from `scorpion-build train` (model.pt + model.json) or a TorchScript file.",
+    help="Checkpoint from `scorpion-build train` (RUN/best.pt, config in best.json beside it) "
+    "or a TorchScript file.",
 )
 @click.option(
     "--predictions",

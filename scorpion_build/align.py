@@ -34,6 +34,11 @@ class Correction:
     accepted: bool
     message: str = ""
 
+    @classmethod
+    def rejected(cls, message: str, response: float = 0.0, blocks_used: int = 0) -> Correction:
+        """No correction (identity), with the reason."""
+        return cls(geo.identity(), (0.0, 0.0), response, blocks_used, False, message)
+
 
 def grey(patch_rgb: np.ndarray) -> np.ndarray:
     return od_grey(patch_rgb).astype(np.float32)
@@ -90,23 +95,11 @@ def estimate_correction(
     if stage == "shift":
         (dx, dy), resp = phase_shift(ref_grey, mov_grey)
         if not np.isfinite(dx) or np.hypot(dx, dy) > max_shift_px:
-            return Correction(
-                geo.identity(),
-                (0.0, 0.0),
-                resp,
-                0,
-                False,
-                f"shift {np.hypot(dx, dy):.1f} px exceeds {max_shift_px:.0f} px",
+            return Correction.rejected(
+                f"shift {np.hypot(dx, dy):.1f} px exceeds {max_shift_px:.0f} px", resp, 0
             )
         if resp < MIN_PEAK_RESPONSE:
-            return Correction(
-                geo.identity(),
-                (0.0, 0.0),
-                resp,
-                0,
-                False,
-                f"no clear correlation peak (response {resp:.2f})",
-            )
+            return Correction.rejected(f"no clear correlation peak (response {resp:.2f})", resp, 0)
         return Correction(geo.translation(dx, dy), (dx, dy), resp, 1, True)
 
     bh, bw = h // blocks, w // blocks
@@ -124,13 +117,8 @@ def estimate_correction(
             src.append((cx, cy))
             dst.append((cx + dx, cy + dy))
     if len(src) < 6:
-        return Correction(
-            geo.identity(),
-            (0.0, 0.0),
-            0.0,
-            len(src),
-            False,
-            f"only {len(src)} textured blocks for the affine step",
+        return Correction.rejected(
+            f"only {len(src)} textured blocks for the affine step", 0.0, len(src)
         )
     src_a, dst_a = np.float32(src), np.float32(dst)
     # block centres are already in our convention; the affine is estimated between them
@@ -140,23 +128,13 @@ def estimate_correction(
     )
     n_in = int(inliers.sum()) if inliers is not None else 0
     if m is None or n_in < 6:
-        return Correction(
-            geo.identity(),
-            (0.0, 0.0),
-            0.0,
-            n_in,
-            False,
-            "block shifts disagree; kept the shift-only correction",
+        return Correction.rejected(
+            "block shifts disagree; kept the shift-only correction", 0.0, n_in
         )
     scales = geo.linear_scales(m)
     if max(abs(scales[0] - 1), abs(scales[1] - 1)) > 0.02:
-        return Correction(
-            geo.identity(),
-            (0.0, 0.0),
-            0.0,
-            n_in,
-            False,
-            f"implausible local scale {scales[0]:.3f}/{scales[1]:.3f}",
+        return Correction.rejected(
+            f"implausible local scale {scales[0]:.3f}/{scales[1]:.3f}", 0.0, n_in
         )
     centre = geo.apply(m, [[w / 2, h / 2]])[0] - (w / 2, h / 2)
     return Correction(m.astype(np.float64), (float(centre[0]), float(centre[1])), 1.0, n_in, True)

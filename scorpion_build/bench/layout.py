@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from scorpion_build import imageio
 
@@ -108,3 +109,17 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_label_map(path: Path) -> np.ndarray:
     return imageio.read_label_map(path, DataError)
+
+
+def open_zarr_array(path: Path, name: str, hint: str = "") -> tuple[zarr.Array, dict]:
+    """The array ``name`` of the Zarr group at ``path`` (or the array at ``path`` itself),
+    and the group's attributes (empty for a bare array). ``hint`` ends a missing-array error."""
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable Zarr store ({exc})") from exc
+    if not isinstance(node, zarr.Group):
+        return node, {}
+    if name not in node:
+        raise DataError(f"{path}: Zarr group without a '{name}' array{hint}")
+    return node[name], dict(node.attrs)

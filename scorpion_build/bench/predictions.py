@@ -20,6 +20,7 @@ from scorpion_build.bench.layout import (
     LABEL_STEM,
     DataError,
     match_samples,
+    open_zarr_array,
     read_label_map,
     sample_dirs,
     sample_id,
@@ -83,14 +84,7 @@ class ZarrPredictions(Predictions):
 
     def __init__(self, path: Path, source: PatchSource) -> None:
         self.path = path
-        try:
-            node = zarr.open(path, mode="r")
-        except Exception as exc:
-            raise DataError(f"{path}: not a readable Zarr array ({exc})") from exc
-        if isinstance(node, zarr.Group):
-            if PREDICTIONS_ARRAY not in node:
-                raise DataError(f"{path}: Zarr group without a '{PREDICTIONS_ARRAY}' array")
-            node = node[PREDICTIONS_ARRAY]
+        node, _ = open_zarr_array(path, PREDICTIONS_ARRAY)
         if node.ndim != 4 or not np.issubdtype(node.dtype, np.integer):
             raise DataError(
                 f"{path}: {node.dtype} {node.shape}; predictions must be integer class indices "

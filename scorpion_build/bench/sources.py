@@ -13,9 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import zarr
 
-from scorpion_build.bench.layout import DataError, natural_key, read_rgb, scan_layout
+from scorpion_build.bench.layout import (
+    DataError,
+    natural_key,
+    open_zarr_array,
+    read_rgb,
+    scan_layout,
+)
 from scorpion_build.manifest import BuildDir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
@@ -71,20 +76,9 @@ class ZarrPatches(PatchSource):
 
     def __init__(self, store: Path, manifest: Path | None, kind: str) -> None:
         self.path, self.kind = store, kind
-        try:
-            node = zarr.open(store, mode="r")
-        except Exception as exc:
-            raise DataError(f"{store}: not a readable Zarr store ({exc})") from exc
-        if isinstance(node, zarr.Group):
-            if PATCHES_ARRAY not in node:
-                raise DataError(
-                    f"{store}: Zarr group without a '{PATCHES_ARRAY}' array; point --data at "
-                    "the patches.zarr written by `scorpion-build extract`"
-                )
-            array = node[PATCHES_ARRAY]
-            attrs = {**dict(node.attrs), **dict(array.attrs)}
-        else:
-            array, attrs = node, dict(node.attrs)
+        hint = "; point --data at the patches.zarr written by `scorpion-build extract`"
+        array, group_attrs = open_zarr_array(store, PATCHES_ARRAY, hint)
+        attrs = {**group_attrs, **dict(array.attrs)}
         if array.ndim != 5 or array.shape[-1] != 3 or array.dtype != np.uint8:
             raise DataError(
                 f"{store}: '{PATCHES_ARRAY}' is {array.dtype} {array.shape}; expected uint8 "

@@ -183,6 +183,14 @@ def _model_for(pts: np.ndarray, um_per_px: float) -> str:
     return "affine" if spread[-1] * um_per_px >= MIN_SPREAD_UM else "translation"
 
 
+def ref_blocks(
+    ref: Slide, ref_view: View, mpp: float, block_px: int, max_blocks: int
+) -> list[RefBlock]:
+    """The reference's tissue blocks, read once at ``mpp`` um/px."""
+    boxes = block_boxes(ref_view, block_px * mpp, max_blocks)
+    return [b for box in boxes if (b := read_ref_block(ref, box, mpp)) is not None]
+
+
 def local_check(
     ref: Slide,
     mov: Slide,
@@ -194,8 +202,7 @@ def local_check(
 ) -> np.ndarray:
     """Misalignment (um) of ``affine`` measured on tissue blocks, without changing it: how
     far each block is found from where the affine puts it (QC for unrefined methods)."""
-    boxes = block_boxes(ref_view, block_px * mpp, max_blocks)
-    blocks = [b for box in boxes if (b := read_ref_block(ref, box, mpp)) is not None]
+    blocks = ref_blocks(ref, ref_view, mpp, block_px, max_blocks)
     shifts = [s for b in blocks if (s := measure_block(b, mov, affine)) is not None]
     if not shifts:
         return np.zeros(0)
@@ -220,8 +227,7 @@ def refine(
     blocks already aligned to a pixel and measures only what is left; the residuals of the
     last fit are the local misalignment a global affine cannot remove.
     """
-    boxes = block_boxes(ref_view, block_px * mpp, max_blocks)
-    blocks = [b for box in boxes if (b := read_ref_block(ref, box, mpp)) is not None]
+    blocks = ref_blocks(ref, ref_view, mpp, block_px, max_blocks)
     # correspondences are compared in the moving scan's level-0 px
     um_per_px = float(np.mean(mov.mpp))
     result = FineResult(affine, 0, 0)

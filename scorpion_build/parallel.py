@@ -21,22 +21,26 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def single_threaded() -> Iterator[None]:
-    """BLAS/OpenMP and OpenCV limited to one thread, restored afterwards.
+    """BLAS/OpenMP, OpenCV and Blosc limited to one thread, restored afterwards.
 
     Multi-threaded BLAS sums in an order that depends on the thread count, which changes
     the last bits of a result and can flip a threshold downstream; one thread per task makes
-    outputs byte-identical on any machine and scheduler (parallelism comes from tasks).
+    outputs byte-identical on any machine and scheduler (parallelism comes from tasks), and
+    keeps a worker on the one core it was given.
     """
     import cv2
+    from numcodecs import blosc
     from threadpoolctl import threadpool_limits
 
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    previous_blosc = blosc.set_nthreads(1)
     try:
         with threadpool_limits(limits=1):
             yield
     finally:
         cv2.setNumThreads(previous)
+        blosc.set_nthreads(previous_blosc)
 
 
 def _run_one(func: Callable[..., Any], item: Any, kwargs: dict[str, Any]) -> Any:

@@ -136,20 +136,22 @@ class Slide:
         if w <= 0 or h <= 0:
             raise ValueError(f"empty box {box}")
         lv = self.levels[level]
-        out = np.full((h, w, 3), 255, dtype=np.uint8)
         x0, y0 = max(x, 0), max(y, 0)
         x1, y1 = min(x + w, lv.width), min(y + h, lv.height)
         if x1 <= x0 or y1 <= y0:
-            return out
+            return np.full((h, w, 3), 255, dtype=np.uint8)
         try:
-            rgba = self._backend.read_level(level, x0, y0, x1 - x0, y1 - y0)
+            rgb = _flatten_on_white(self._backend.read_level(level, x0, y0, x1 - x0, y1 - y0))
         except Exception as exc:
             raise SlideError(
                 f"{self.path}: cannot decode level {level} at ({x0}, {y0}) "
                 f"[{exc.__class__.__name__}: {exc}]; the file may be truncated or corrupt - "
                 "re-copy or re-export it from the scanner"
             ) from exc
-        out[y0 - y : y1 - y, x0 - x : x1 - x] = _flatten_on_white(rgba)
+        if (x0, y0, x1, y1) == (x, y, x + w, y + h):  # inside the level: no padding copy
+            return rgb
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        out[y0 - y : y1 - y, x0 - x : x1 - x] = rgb
         return out
 
     def read_warped(
@@ -322,7 +324,7 @@ class _PlainImage:
         self.level_dimensions = ((img.shape[1], img.shape[0]),)
 
     def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        return self._img[y : y + h, x : x + w]
+        return self._img[y : y + h, x : x + w].copy()  # callers may write to it
 
     def close(self) -> None:
         self._img = None

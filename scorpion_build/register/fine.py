@@ -3,9 +3,9 @@ weighted least-squares affine with outlier blocks rejected (coarse-to-fine as in
 
 Each reference tissue block is read from the reference scan and, through the current
 affine, from the moving scan into the same block frame; the sub-pixel shift between the two
-(windowed cross-correlation of optical density, refined by DFT upsampling: Guizar-Sicairos
-et al. 2008) is a local correspondence. Affines map reference level-0 px -> moving level-0
-px (DESIGN.md 3.2).
+(windowed cross-correlation of optical density, peak refined by a 2-D quadratic fit:
+:func:`scorpion_build.align.phase_shifts`) is a local correspondence. Affines map reference
+level-0 px -> moving level-0 px (DESIGN.md 3.2).
 """
 
 from __future__ import annotations

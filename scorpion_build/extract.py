@@ -44,6 +44,11 @@ MAX_CORRECTION_UM = 30.0
 # Local refinement is estimated at half the patch resolution: four times less work, and the
 # sub-pixel phase-correlation peak still resolves ~0.1 um at the default 0.78 um/px.
 REFINE_SCALE = 2
+# The manifest columns extracted patches depend on (see _inputs_key).
+INPUT_COLUMNS = {
+    "slides": ("slide_id", "scanner", "path", "mpp_x", "mpp_y", "status"),
+    "registrations": ("slide_id", "scanner", "reference", "matrix", "status"),
+}
 # Tissue fraction of a patch is judged at this resolution (um/px): coarse is enough.
 TISSUE_MPP = 4.0
 
@@ -492,9 +497,14 @@ def extract_build(
 
 
 def _inputs_key(config: ExtractConfig, build: BuildDir, regions_from: Path | None) -> str:
-    """Changes whenever the config, the registrations or the given regions change."""
+    """Changes whenever what the patches depend on changes: the config, each scan's status
+    and mpp, each registration's status and matrix, the given regions. Bookkeeping columns
+    (timings, QC paths) are left out, so re-running an unchanged registration keeps the
+    finished patches."""
     h = hashlib.sha1(config.key().encode())
-    h.update(build.manifest("registrations").read_bytes())
+    for name, columns in INPUT_COLUMNS.items():
+        table = build.read(name)[list(columns)].sort_values(["slide_id", "scanner"])
+        h.update(table.to_json(orient="values", double_precision=15).encode())
     if regions_from is not None:
         h.update(Path(regions_from).read_bytes())
     return h.hexdigest()[:16]

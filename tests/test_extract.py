@@ -14,6 +14,7 @@ from helpers import paired_build
 from scorpion_build import geometry as geo
 from scorpion_build.cli.main import main
 from scorpion_build.extract import ExtractConfig, extract_build, region_to_reference
+from scorpion_build.manifest import BuildDir
 from scorpion_build.sample import sample_regions
 from scorpion_build.slide import Slide
 
@@ -138,6 +139,26 @@ def test_resume_skips_finished_samples_and_gives_identical_store(tmp_path, textu
     pd.testing.assert_frame_equal(first, second)
     # untouched markers were reused, not recomputed
     assert json.loads(markers[0].read_text())[0]["sample_id"] == first["sample_id"].iloc[0]
+
+
+def test_rerun_registration_keeps_patches_unless_a_matrix_changes(tmp_path, texture):
+    build, _ = paired_build(tmp_path, texture, _truth(texture))
+    extract_build(build, CONFIG, workers=1, progress=False)
+    chunk = next(p for p in (build / "patches.zarr" / "patches").rglob("*") if p.is_file())
+    written = chunk.stat().st_mtime_ns
+    bdir = BuildDir.at(build)
+    regs = bdir.read("registrations")
+    # the same registration run again: only timings and bookkeeping differ
+    bdir.write("registrations", regs.assign(seconds=regs["seconds"] + 1.5))
+    extract_build(build, CONFIG, workers=1, progress=False)
+    assert chunk.stat().st_mtime_ns == written
+    # a changed transform invalidates the patches
+    moved = [
+        geo.to_six(geo.compose(geo.translation(2.0, 0.0), geo.from_six(m))) for m in regs["matrix"]
+    ]
+    bdir.write("registrations", regs.assign(matrix=moved))
+    extract_build(build, CONFIG, workers=1, progress=False)
+    assert chunk.stat().st_mtime_ns != written
 
 
 def test_given_regions_are_used_exactly(tmp_path, texture):

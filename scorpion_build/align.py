@@ -123,10 +123,11 @@ def phase_shift(ref: np.ndarray, mov: np.ndarray) -> tuple[np.ndarray, float]:
     return d[0], float(peaks[0])
 
 
-def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
+def block_mean(img: np.ndarray, f: int) -> np.ndarray:
+    """Means of ``f x f`` blocks (a ragged right/bottom edge is dropped)."""
     if f == 1:
         return img
-    h, w = (v // f * f for v in img.shape)
+    h, w = (v // f * f for v in img.shape[:2])
     return cv2.resize(img[:h, :w], (w // f, h // f), interpolation=cv2.INTER_AREA)
 
 
@@ -147,7 +148,7 @@ def estimate_correction(
         # The shift only has to land within the blocks' reach: estimated on 2x2 block means
         # (4x less work, ~0.06 px), then the affine step works at full resolution.
         f = 2 if min(h, w) >= COARSE_SHIFT_MIN_PX else 1
-        (dx, dy), resp = phase_shift(*(_block_mean(g, f) for g in (ref_grey, mov_grey)))
+        (dx, dy), resp = phase_shift(*(block_mean(g, f) for g in (ref_grey, mov_grey)))
         dx, dy = dx * f, dy * f
         if not np.isfinite(dx) or np.hypot(dx, dy) > max_shift_px:
             return Correction.rejected(

@@ -20,7 +20,7 @@ import pandas as pd
 import zarr
 
 from scorpion_build import geometry as geo
-from scorpion_build.align import Correction, estimate_correction, grey, similarity
+from scorpion_build.align import Correction, block_mean, estimate_correction, grey, similarity
 from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
 from scorpion_build.parallel import run_tasks
 from scorpion_build.sample import (
@@ -30,7 +30,7 @@ from scorpion_build.sample import (
     sample_regions,
 )
 from scorpion_build.slide import Resampler, Slide
-from scorpion_build.tissue import tissue_mask
+from scorpion_build.tissue import od_tissue_mask
 from scorpion_build.zarr_jpeg import JpegCodec
 
 # A patch whose stain-robust NCC to the reference patch stays below this after refinement
@@ -53,14 +53,10 @@ INPUT_COLUMNS = {
 TISSUE_MPP = 4.0
 
 
-def patch_tissue_fraction(patch: np.ndarray, mpp: float) -> float:
-    # a power-of-two factor keeps cv2's fast integer block-mean path
-    factor = 2 ** max(0, int(np.log2(TISSUE_MPP / mpp)))
-    h, w = patch.shape[:2]
-    small = cv2.resize(
-        patch, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA
-    )
-    return float(tissue_mask(small, mpp * w / small.shape[1]).mean())
+def patch_tissue_fraction(grey_view: np.ndarray, mpp: float) -> float:
+    """Tissue fraction of a patch from its optical-density view at ``mpp`` um/px."""
+    f = 2 ** max(0, int(np.log2(TISSUE_MPP / mpp)))
+    return float(od_tissue_mask(block_mean(grey_view, f), mpp * f).mean())
 
 
 @dataclass(frozen=True)
@@ -224,9 +220,7 @@ class SmallGrey:
         _, region_px = geo.linear_scales(geo.compose(source.level0_to_region, patch_to_slide))
         # region px per small px: a power of two, where OpenCV's block mean is fastest
         k = 2 ** max(0, int(np.log2(REFINE_SCALE * region_px)))
-        h, w = (v // k * k for v in source.region.shape[:2])
-        small = cv2.resize(source.region[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
-        self.grey = grey(small)
+        self.grey = grey(block_mean(source.region, k))
         self.level0_to_small = geo.compose(geo.scaling(1.0 / k), source.level0_to_region)
 
     def warp(self, patch_to_slide: geo.Affine, size: int) -> np.ndarray:
@@ -344,7 +338,7 @@ def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> l
             rows.append(row)
             continue
         if scanner == ref_name:
-            m, patch, level, sim = m_ref, ref_patch, ref_src.level, 1.0
+            m, patch, level, sim, view = m_ref, ref_patch, ref_src.level, 1.0, ref_small
         else:
             m = geo.compose(geo.from_six(scan["matrix"]), m_ref)
             src = slides[scanner].prepare(m, size, margin_px=margin)
@@ -356,8 +350,9 @@ def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> l
                 if not corr.accepted:
                     row.update(status="warn", message=f"local refinement rejected: {corr.message}")
             patch = src.warp(m, size)
-            sim = similarity(ref_small, src_small.warp(m, config.size), config.mpp * REFINE_SCALE)
-        tissue = patch_tissue_fraction(patch, config.mpp)
+            view = src_small.warp(m, config.size)
+            sim = similarity(ref_small, view, config.mpp * REFINE_SCALE)
+        tissue = patch_tissue_fraction(view, config.mpp * REFINE_SCALE)
         if sim < MIN_SIMILARITY and row["status"] == "ok":
             row.update(
                 status="warn",

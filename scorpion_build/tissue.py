@@ -56,9 +56,13 @@ def tissue_mask(rgb: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np
     """Boolean tissue mask of an RGB image at ``mpp`` um/px.
 
     Otsu on optical density (floored at :data:`MIN_TISSUE_OD`), closed to fill nuclei
-    gaps, holes filled, and blobs under ``min_area_um2`` dropped.
+    gaps, and blobs under ``min_area_um2`` dropped.
     """
-    od = od_grey(rgb)
+    return od_tissue_mask(od_grey(rgb), mpp, min_area_um2)
+
+
+def od_tissue_mask(od: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np.ndarray:
+    """:func:`tissue_mask` of an :func:`od_grey` image."""
     od = cv2.GaussianBlur(od, (0, 0), sigmaX=max(0.5, 2.0 / mpp))
     thr = MIN_TISSUE_OD
     if od.max() > MIN_TISSUE_OD:

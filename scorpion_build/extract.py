@@ -213,8 +213,8 @@ def region_to_reference(
 class SmallGrey:
     """Stain-robust grey views of a :class:`Resampler`'s pixels at about 1/:data:`REFINE_SCALE`
     of the patch resolution: the region is block-averaged by a whole factor and turned into
-    optical density once; each refinement step then only warps one
-    small float image, which absorbs the fractional rest of the scale."""
+    optical density once; each refinement step then only warps one small float image, which
+    absorbs the fractional rest of the scale."""
 
     def __init__(self, source: Resampler, patch_to_slide: geo.Affine) -> None:
         _, region_px = geo.linear_scales(geo.compose(source.level0_to_region, patch_to_slide))

@@ -53,9 +53,14 @@ INPUT_COLUMNS = {
 TISSUE_MPP = 4.0
 
 
+def _power_of_two_at_most(x: float) -> int:
+    """Largest power of two <= ``x`` (1 below 2): OpenCV's block mean is fastest at those."""
+    return 2 ** max(0, int(np.log2(x)))
+
+
 def patch_tissue_fraction(grey_view: np.ndarray, mpp: float) -> float:
     """Tissue fraction of a patch from its optical-density view at ``mpp`` um/px."""
-    f = 2 ** max(0, int(np.log2(TISSUE_MPP / mpp)))
+    f = _power_of_two_at_most(TISSUE_MPP / mpp)
     return float(od_tissue_mask(block_mean(grey_view, f), mpp * f).mean())
 
 
@@ -218,8 +223,7 @@ class SmallGrey:
 
     def __init__(self, source: Resampler, patch_to_slide: geo.Affine) -> None:
         _, region_px = geo.linear_scales(geo.compose(source.level0_to_region, patch_to_slide))
-        # region px per small px: a power of two, where OpenCV's block mean is fastest
-        k = 2 ** max(0, int(np.log2(REFINE_SCALE * region_px)))
+        k = _power_of_two_at_most(REFINE_SCALE * region_px)  # region px per small px
         self.grey = grey(block_mean(source.region, k))
         self.level0_to_small = geo.compose(geo.scaling(1.0 / k), source.level0_to_region)
 

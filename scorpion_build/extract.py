@@ -19,9 +19,26 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from scorpion_build import faults
 from scorpion_build import geometry as geo
 from scorpion_build.align import Correction, block_mean, estimate_correction, grey, similarity
-from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
+from scorpion_build.integrity import chunk_problem, patch_checksum
+from scorpion_build.lock import build_lock
+from scorpion_build.manifest import (
+    BuildDir,
+    order_columns,
+    read_json,
+    safe_name,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from scorpion_build.options import (
+    OptionError,
+    check_choice,
+    check_number,
+    check_scheduler,
+    check_workers,
+)
 from scorpion_build.parallel import run_tasks
 from scorpion_build.sample import (
     MIN_TISSUE_FRACTION,
@@ -29,7 +46,9 @@ from scorpion_build.sample import (
     region_tissue_fraction,
     sample_regions,
 )
+from scorpion_build.scan import file_changed
 from scorpion_build.slide import Resampler, Slide
+from scorpion_build.staging import swap_in
 from scorpion_build.tissue import od_tissue_mask
 from scorpion_build.zarr_jpeg import JpegCodec
 
@@ -46,11 +65,23 @@ MAX_CORRECTION_UM = 30.0
 REFINE_SCALE = 2
 # The manifest columns extracted patches depend on (see _inputs_key).
 INPUT_COLUMNS = {
-    "slides": ("slide_id", "scanner", "path", "mpp_x", "mpp_y", "status"),
+    "slides": (
+        "slide_id",
+        "scanner",
+        "path",
+        "mpp_x",
+        "mpp_y",
+        "file_size",
+        "file_mtime_ns",
+        "status",
+    ),
     "registrations": ("slide_id", "scanner", "reference", "matrix", "status"),
 }
 # Tissue fraction of a patch is judged at this resolution (um/px): coarse is enough.
 TISSUE_MPP = 4.0
+COMPRESSIONS = ("zstd", "jpeg", "none")
+# Bump when what a finished store holds changes (2: per-patch checksums in the manifest).
+STORE_VERSION = 2
 
 
 def _power_of_two_at_most(x: float) -> int:
@@ -73,6 +104,17 @@ class ExtractConfig:
     min_tissue: float = MIN_TISSUE_FRACTION
     refine: bool = True
     compression: str = "zstd"  # "zstd" (lossless Blosc/Zstd), "jpeg" (lossy, q95) or "none"
+
+    def __post_init__(self) -> None:
+        """Every value checked before anything is opened (raises ``OptionError``)."""
+        check_number("regions", self.regions, minimum=1, integer=True)
+        check_number("region_um", self.region_um, above=0)
+        check_number("size", self.size, minimum=16, maximum=16384, integer=True)
+        check_number("seed", self.seed, minimum=0, integer=True)
+        check_number("min_tissue", self.min_tissue, minimum=0, maximum=1)
+        if not isinstance(self.refine, bool):
+            raise OptionError("refine", self.refine, "must be true or false")
+        check_choice("compression", self.compression, COMPRESSIONS)
 
     @property
     def mpp(self) -> float:
@@ -99,8 +141,11 @@ def slide_tasks(build: BuildDir) -> tuple[list[dict], list[str], str]:
         for row in group.itertuples():
             reg = reg_by.get((slide_id, row.scanner))
             status, message = "ok", ""
+            changed = file_changed(row._asdict())
             if row.status == "failed":
                 status, message = "failed", f"scan failed: {row.message}"
+            elif changed:
+                status, message = "failed", changed
             elif reg is None:
                 status, message = "failed", "not registered; run scorpion-build register"
             elif reg.status == "failed":
@@ -294,16 +339,33 @@ def extract_slide(
     slides = {s: _open(v) for s, v in scans.items() if v["status"] != "failed"}
     try:
         for sample in samples:
-            marker = state / f"{sample['sample_id']}.json"
-            if marker.is_file():
-                rows += json.loads(marker.read_text())
+            marker = state / f"{safe_name(sample['sample_id'])}.json"
+            done = _trusted_marker(marker, arr)
+            if done is not None:
+                rows += done
                 continue
             sample_rows = _extract_sample(sample, scans, slides, ref_name, scanners, config, arr)
             write_json_atomic(sample_rows, marker)
+            faults.reached("extract-marker")
             rows += sample_rows
     finally:
         for s in slides.values():
             s.close()
+    return rows
+
+
+def _trusted_marker(marker: Path, arr: zarr.Array) -> list[dict] | None:
+    """A finished sample's rows, if its marker is readable and every patch it wrote is in
+    the store with its checksum; None means extract (again)."""
+    rows = read_json(marker)
+    if not isinstance(rows, list):
+        return None
+    for row in rows:
+        if row.get("status") != "failed" and (
+            not row.get("checksum")
+            or chunk_problem(arr, row["index"], row["scanner_index"], row["checksum"])
+        ):
+            return None
     return rows
 
 
@@ -367,6 +429,9 @@ def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> l
             patch_to_slide=geo.to_six(m), level=int(level), similarity=sim, tissue_fraction=tissue
         )
         arr[sample["index"], s_idx] = patch
+        # the checksum is of what readers get back: JPEG chunks decode to other pixels
+        stored = arr[sample["index"], s_idx] if config.compression == "jpeg" else patch
+        row["checksum"] = patch_checksum(stored)
         rows.append(row)
     return rows
 
@@ -427,49 +492,83 @@ def extract_build(
     force: bool = False,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sample regions and extract aligned patches for every slide of a registered build."""
-    build = BuildDir.at(build_dir)
-    tasks, scanners, reference = slide_tasks(build)
-    state = build.state / "extract"
-    key = _inputs_key(config, build, regions_from)
-    meta_file = state / "config.json"
-    if force or not meta_file.is_file() or json.loads(meta_file.read_text()).get("key") != key:
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(build.zarr, ignore_errors=True)
-    given = read_given_regions(regions_from, config.region_um) if regions_from else None
+    """Sample regions and extract aligned patches for every slide of a registered build.
 
+    A finished store is never deleted before its successor is complete: new settings or
+    inputs (or ``force``) build a new store in ``BUILD/.state/extract-new`` that replaces
+    ``BUILD/patches.zarr`` only once every sample is written (``docs/contracts.md`` 3-4).
+    A re-run with unchanged inputs checks every finished patch against its checksum and
+    re-extracts the ones that are missing or damaged.
+    """
+    check_workers(workers)
+    check_scheduler(scheduler)
+    build = BuildDir.at(build_dir)
+    with build_lock(build.root):
+        tasks, scanners, reference = slide_tasks(build)
+        given = read_given_regions(regions_from, config.region_um) if regions_from else None
+        key = _inputs_key(config, build, regions_from, tasks)
+        final_state, staging = build.state / "extract", build.state / "extract-new"
+        in_place = not force and build.zarr.is_dir() and _stored_key(final_state) == key
+        if in_place:
+            state, store = final_state, build.zarr
+        else:
+            if force or _stored_key(staging) != key:
+                shutil.rmtree(staging, ignore_errors=True)
+            state, store = staging, staging / "patches.zarr"
+        regions = _sample_all(tasks, state, config, given, workers, scheduler, progress)
+        samples = regions[(regions["status"] != "failed") & (regions["region_index"] >= 0)].copy()
+        samples["index"] = np.arange(len(samples), dtype=np.int64)
+        if not store.exists():
+            _create_store(store, len(samples), scanners, reference, config)
+            write_json_atomic({"key": key, "config": asdict(config)}, state / "config.json")
+        patches = _extract_all(
+            tasks, samples, scanners, config, store, state, workers, scheduler, progress
+        )
+        if not in_place:
+            swap_in({staging / "patches.zarr": build.zarr, staging: final_state}, build.state)
+        build.write("regions", regions)
+        build.write("patches", patches)
+    return regions, patches
+
+
+def _stored_key(state: Path) -> str | None:
+    meta = read_json(state / "config.json")
+    return meta.get("key") if isinstance(meta, dict) else None
+
+
+def _sample_all(tasks, state, config, given, workers, scheduler, progress) -> pd.DataFrame:  # noqa: ANN001
+    """The regions table: sampled once per store, then reused from ``state``."""
     regions_file = state / "regions.parquet"
     if regions_file.is_file():
-        regions = pd.read_parquet(regions_file)
-    else:
-        rows = []
-        for res in run_tasks(
-            _sample_task,
-            tasks,
-            workers=workers,
-            scheduler=scheduler,
-            desc="sample",
-            progress=progress,
-            config=config,
-            given=given,
-        ):
-            rows += _task_rows(res, "region")
-        regions = pd.DataFrame(rows).sort_values(["slide_id", "region_index"], kind="stable")
-        regions["region_index"] = regions["region_index"].astype("int64")
-        regions["sample_id"] = [
-            f"{s}_r{i:02d}" if i >= 0 else ""
-            for s, i in zip(regions["slide_id"], regions["region_index"], strict=True)
-        ]
-        regions = order_columns(regions, "regions")
-        state.mkdir(parents=True, exist_ok=True)
-        regions.to_parquet(regions_file, index=False)
-    build.write("regions", regions)
+        try:
+            return pd.read_parquet(regions_file)
+        except Exception:  # a damaged checkpoint is recomputed (sampling is seeded)
+            regions_file.unlink()
+    rows = []
+    for res in run_tasks(
+        _sample_task,
+        tasks,
+        workers=workers,
+        scheduler=scheduler,
+        desc="sample",
+        progress=progress,
+        config=config,
+        given=given,
+    ):
+        rows += _task_rows(res, "region")
+    regions = pd.DataFrame(rows).sort_values(["slide_id", "region_index"], kind="stable")
+    regions["region_index"] = regions["region_index"].astype("int64")
+    regions["sample_id"] = [
+        f"{s}_r{i:02d}" if i >= 0 else ""
+        for s, i in zip(regions["slide_id"], regions["region_index"], strict=True)
+    ]
+    regions = order_columns(regions, "regions")
+    write_parquet_atomic(regions, regions_file)
+    return regions
 
-    samples = regions[(regions["status"] != "failed") & (regions["region_index"] >= 0)].copy()
-    samples["index"] = np.arange(len(samples), dtype=np.int64)
-    if not build.zarr.exists():
-        _create_store(build.zarr, len(samples), scanners, reference, config)
-        write_json_atomic({"key": key, "config": asdict(config)}, meta_file)
+
+def _extract_all(tasks, samples, scanners, config, store, state, workers, scheduler, progress):  # noqa: ANN001, ANN202
+    """Patch rows of every sample, written into ``store`` (resuming from ``state``)."""
     by_slide = {sid: g.to_dict("records") for sid, g in samples.groupby("slide_id")}
     work = [t for t in tasks if t["slide_id"] in by_slide]
     sample_state = state / "samples"
@@ -483,27 +582,32 @@ def extract_build(
         desc="extract",
         progress=progress,
         config=config,
-        zarr_path=str(build.zarr),
+        zarr_path=str(store),
         by_slide=by_slide,
         scanners=scanners,
         state_dir=str(sample_state),
     ):
         rows += _task_rows(res, "patch", by_slide.get(res.item["slide_id"], []), scanners)
     patches = pd.DataFrame(rows).sort_values(["index", "scanner_index"], kind="stable")
-    patches = order_columns(patches, "patches")
-    build.write("patches", patches)
-    return regions, patches
+    return order_columns(patches, "patches")
 
 
-def _inputs_key(config: ExtractConfig, build: BuildDir, regions_from: Path | None) -> str:
+def _inputs_key(
+    config: ExtractConfig, build: BuildDir, regions_from: Path | None, tasks: list[dict]
+) -> str:
     """Changes whenever what the patches depend on changes: the config, each scan's status
     and mpp, each registration's status and matrix, the given regions. Bookkeeping columns
     (timings, QC paths) are left out, so re-running an unchanged registration keeps the
-    finished patches."""
-    h = hashlib.sha1(config.key().encode())
+    finished patches. The status of every scan as this run sees it (a slide file changed
+    since scan fails) is part of it too."""
+    h = hashlib.sha1(f"{STORE_VERSION}:{config.key()}".encode())
     for name, columns in INPUT_COLUMNS.items():
-        table = build.read(name)[list(columns)].sort_values(["slide_id", "scanner"])
+        table = build.read(name)
+        table = table[[c for c in columns if c in table.columns]]
+        table = table.sort_values(["slide_id", "scanner"])
         h.update(table.to_json(orient="values", double_precision=15).encode())
+    seen = [(t["slide_id"], s, v["status"]) for t in tasks for s, v in sorted(t["scans"].items())]
+    h.update(json.dumps(seen).encode())
     if regions_from is not None:
         h.update(Path(regions_from).read_bytes())
     return h.hexdigest()[:16]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorpion_build.manifest import order_columns
+from scorpion_build.manifest import is_safe_name, order_columns
 from scorpion_build.slide import Slide, SlideError
 
 SCORPION_SCANNERS = ("AT2", "GT450", "DP200", "P1000", "Philips")
@@ -73,6 +73,7 @@ def read_slide_table(source: str | os.PathLike) -> pd.DataFrame:
             f"{source}: missing column(s) {', '.join(sorted(missing))}; a slide table has "
             "columns slide_id,scanner,path and optionally mpp"
         )
+    _check_blank_cells(table, source)
     if "mpp" not in table.columns:
         table["mpp"] = np.nan
     table["mpp"] = pd.to_numeric(table["mpp"], errors="coerce")
@@ -83,9 +84,51 @@ def read_slide_table(source: str | os.PathLike) -> pd.DataFrame:
     return table[["slide_id", "scanner", "path", "mpp"]].copy()
 
 
+def _check_blank_cells(table: pd.DataFrame, source: Path) -> None:
+    """Every row needs a slide_id, a scanner and a path: name the CSV lines that lack one."""
+    for col in ("slide_id", "scanner", "path"):
+        blank = table[col].isna() | (table[col].astype(str).str.strip() == "")
+        if blank.any():
+            lines = ", ".join(str(i + 2) for i in table.index[blank][:5])  # +1 header, +1 base
+            raise SlideTableError(
+                f"{source}: blank '{col}' on line(s) {lines}; fill it in or delete the row"
+            )
+
+
+def file_stat(path: str) -> tuple[int, int]:
+    """(size in bytes, modification time in ns) of a slide file, (-1, -1) if unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
+def file_changed(row: dict) -> str:
+    """Why a slides-manifest row no longer describes its file ("" when it still does).
+
+    Register and extract call this before trusting a scan: a slide replaced, changed or
+    deleted after ``scan`` must not be served from a cache.
+    """
+    path = str(row.get("path", ""))
+    if "://" in path or row.get("status") == "failed":
+        return ""  # remote files are not tracked; failed scans are not used anyway
+    size, mtime = file_stat(path)
+    if size < 0:
+        return f"{path} is missing (it was there at scan); restore it, or re-run scan"
+    known_size = row.get("file_size")
+    known_mtime = row.get("file_mtime_ns")
+    if known_size is not None and not pd.isna(known_size) and int(known_size) != size:
+        return f"{path}: file changed since scan (size); re-run scan"
+    if known_mtime is not None and not pd.isna(known_mtime) and int(known_mtime) != mtime:
+        return f"{path}: file changed since scan (modification time); re-run scan"
+    return ""
+
+
 def inspect_slide(path: str, mpp: float | None = None) -> dict:
     """Open a scan and read one tile at the coarsest and finest level to prove it decodes."""
-    row: dict = {"path": path, "file_size": _file_size(path)}
+    size, mtime = file_stat(path)
+    row: dict = {"path": path, "file_size": size, "file_mtime_ns": mtime}
     override = None if mpp is None or not np.isfinite(mpp) else float(mpp)
     try:
         with Slide(path, mpp=override) as slide:
@@ -119,13 +162,6 @@ def _probe_decode(slide: Slide) -> None:
     slide.read(0, (max(0, w0 - 64), max(0, h0 - 64), 64, 64))
 
 
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1
-
-
 def check_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Set-level checks on inspected rows: duplicates, missing reference, mpp disagreement."""
     table = table.copy()
@@ -136,6 +172,13 @@ def check_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
         table.loc[ok, "status"] = "failed"
         table.loc[ok, "message"] = message
 
+    for col in ("slide_id", "scanner"):
+        for idx in table.index[~table[col].map(is_safe_name)]:
+            fail(
+                table.index == idx,
+                f"{col} {table.at[idx, col]!r} is not a safe name: it becomes part of file "
+                "names, so use only letters, digits, '-', '_' and '.' (not first)",
+            )
     dup = table.duplicated(["slide_id", "scanner"], keep=False)
     for (slide_id, scanner), _ in table[dup].groupby(["slide_id", "scanner"]):
         sel = dup & (table["slide_id"] == slide_id) & (table["scanner"] == scanner)
@@ -179,7 +222,7 @@ def scan(source: str | os.PathLike, reference: str = "AT2") -> pd.DataFrame:
     out = pd.concat(
         [table[["slide_id", "scanner"]].reset_index(drop=True), pd.DataFrame(inspected)], axis=1
     )
-    for col in ("width", "height", "level_count", "file_size"):
+    for col in ("width", "height", "level_count", "file_size", "file_mtime_ns"):
         out[col] = pd.to_numeric(out.get(col), errors="coerce").fillna(-1).astype("int64")
     for col in ("mpp_x", "mpp_y"):
         out[col] = pd.to_numeric(out.get(col), errors="coerce").astype("float64")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import device_option, force_option
+from scorpion_build.cli.common import GuardedCommand, device_option, force_option
 
 
-@click.command("analyze")
+@click.command("analyze", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--features",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import device_option, seed_option
+from scorpion_build.cli.common import GuardedCommand, device_option, seed_option
 from scorpion_build.metrics import DEFAULT_THRESHOLD
 
 
@@ -19,7 +19,7 @@ def _classes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
     return names
 
 
-@click.command("benchmark")
+@click.command("benchmark", cls=GuardedCommand)
 @click.option(
     "--data",
     required=True,

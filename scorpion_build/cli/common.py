@@ -1,18 +1,34 @@
-"""Click options shared by several commands, defined once."""
+"""Click options shared by several commands, and the one place errors are printed."""
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import pandas as pd
+
+from scorpion_build.options import OptionError
+
+log = logging.getLogger("scorpion_build.cli")
+# `--debug` or this variable: show tracebacks instead of one-line errors
+DEBUG_ENV = "SCORPION_BUILD_DEBUG"
+# exit codes: 0 all ok (warnings allowed), 1 failed items or an error, 2 bad options
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 reference_option = click.option(
     "--reference", default="AT2", show_default=True, help="Reference scanner name."
 )
 workers_option = click.option(
-    "--workers", type=int, default=None, help="Local worker processes (default: CPU count)."
+    "--workers",
+    type=int,
+    default=None,
+    help="Local worker processes, >= 1 (default: CPU count).",
 )
 scheduler_option = click.option(
     "--scheduler",
@@ -48,3 +64,88 @@ def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> N
         click.echo(f"  {row['status'].upper():6s} {key}: {row['message']}")
     if counts.get("failed", 0):
         sys.exit(1)
+
+
+# errno -> what to do about it, for the one-line message
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on device; free some space and run again (finished work is kept)",
+    errno.EDQUOT: "disk quota exceeded; free some space and run again (finished work is kept)",
+    errno.EROFS: "read-only file system; choose a writable build or output folder",
+    errno.EACCES: "permission denied; make it writable or choose another folder",
+    errno.EPERM: "operation not permitted; make it writable or choose another folder",
+}
+
+
+def error_line(exc: BaseException) -> str:
+    """One line that says what went wrong and what to do, for any exception."""
+    if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
+        where = exc.filename or ""
+        return f"{where}: {_OS_HINTS[exc.errno]}" if where else _OS_HINTS[exc.errno]
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, OptionError):
+        return f"invalid value for --{exc}"
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    if isinstance(exc, ValueError | RuntimeError | OSError | KeyError | TimeoutError):
+        return text
+    return f"unexpected {exc.__class__.__name__}: {text} (please report it with the --debug output)"
+
+
+def debug_enabled(ctx: click.Context | None) -> bool:
+    root = ctx.find_root() if ctx is not None else None
+    flag = bool(root and root.params.get("debug"))
+    return flag or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def log_file(ctx: click.Context | None, since: float) -> Path | None:
+    """The log this command wrote, if any: a file handler on the package logger, else the
+    newest ``BUILD/logs/*.log`` written since the command started."""
+    for handler in logging.getLogger("scorpion_build").handlers + logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename)
+    build = None
+    while ctx is not None and build is None:
+        build = ctx.params.get("build")
+        ctx = ctx.parent
+    logs = Path(build) / "logs" if build else None
+    if logs is None or not logs.is_dir():
+        return None
+    recent = [p for p in logs.glob("*.log") if p.stat().st_mtime >= since - 1]
+    return max(recent, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def fail(exc: BaseException, ctx: click.Context | None, since: float) -> None:
+    """Print ``exc`` as one line (plus the log path) and exit; re-raise under --debug."""
+    if debug_enabled(ctx):
+        raise exc
+    log.error("%s", error_line(exc), exc_info=exc)
+    where = log_file(ctx, since)
+    tail = (
+        f" (log: {where}; --debug shows the traceback)"
+        if where
+        else " (--debug shows the traceback)"
+    )
+    click.echo(f"Error: {error_line(exc)}{tail}", err=True)
+    sys.exit(EXIT_USAGE if isinstance(exc, OptionError) else EXIT_FAILED)
+
+
+def invoke_guarded(invoke: Callable[[], object], ctx: click.Context) -> object:
+    """Run a command; every failure that is not Click's own becomes :func:`fail`."""
+    since = time.time()
+    try:
+        return invoke()
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+        raise
+    except KeyboardInterrupt:
+        click.echo("interrupted; finished work is kept, run the command again to resume", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        fail(exc, ctx, since)
+
+
+class GuardedCommand(click.Command):
+    """A Click command whose failures are printed by :func:`fail` (one line, exit code)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        return invoke_guarded(lambda: super(GuardedCommand, self).invoke(ctx), ctx)
+

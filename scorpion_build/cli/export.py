@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
+from scorpion_build.cli.common import GuardedCommand
 from scorpion_build.export import export_release
 
 
-@click.command("export")
+@click.command("export", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(

@@ -6,11 +6,16 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import force_option, parallel_options, summarize_and_exit
+from scorpion_build.cli.common import (
+    GuardedCommand,
+    force_option,
+    parallel_options,
+    summarize_and_exit,
+)
 from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_build
 
 
-@click.command("extract")
+@click.command("extract", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--regions", default=10, show_default=True, help="Regions per slide.")
 @click.option("--region-um", default=800.0, show_default=True, help="Region side in um.")
@@ -63,17 +68,14 @@ def command(
         refine=not no_refine,
         compression=compression,
     )
-    try:
-        regions_df, patches = extract_build(
-            build,
-            config,
-            workers=workers,
-            scheduler=scheduler,
-            regions_from=regions_from,
-            force=force,
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    regions_df, patches = extract_build(
+        build,
+        config,
+        workers=workers,
+        scheduler=scheduler,
+        regions_from=regions_from,
+        force=force,
+    )
     n = patches["index"].nunique() if len(patches) else 0
     click.echo(
         f"{n} samples x {patches['scanner'].nunique() if n else 0} scanners at "

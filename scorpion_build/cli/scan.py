@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import reference_option, summarize_and_exit
+from scorpion_build.cli.common import GuardedCommand, reference_option, summarize_and_exit
 from scorpion_build.manifest import BuildDir
 from scorpion_build.scan import SlideTableError, scan
 
 
-@click.command("scan")
+@click.command("scan", cls=GuardedCommand)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from scorpion_build.cli.common import device_option
+from scorpion_build.cli.common import GuardedCommand, device_option
 
 # CLI option -> TrainConfig key (or section.key); None means "not given", the config's value wins
 _OPTION_KEYS = {
@@ -32,7 +32,7 @@ _OPTION_KEYS = {
 }
 
 
-@click.command(name="train")
+@click.command("train", cls=GuardedCommand)
 @click.option(
     "--config",
     "config_file",

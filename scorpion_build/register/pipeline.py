@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
+from scorpion_build.lock import build_lock
+from scorpion_build.manifest import BuildDir, order_columns, read_json, safe_name, write_json_atomic
+from scorpion_build.options import check_scheduler, check_workers
 from scorpion_build.parallel import run_tasks
 from scorpion_build.register.pair import (
     RegisterConfig,
@@ -23,6 +25,7 @@ from scorpion_build.register.pair import (
     reference_view,
     register_pair,
 )
+from scorpion_build.scan import file_changed
 from scorpion_build.slide import Slide
 
 log = logging.getLogger(__name__)
@@ -90,14 +93,39 @@ def register_build(
 
     Finished pairs are checkpointed under ``BUILD/.state/register`` and reused on a re-run
     with the same inputs and settings (unless ``force``); the manifest is rewritten after
-    every finished slide. Returns the registrations table.
+    every finished slide. Failed pairs are always retried. Returns the registrations table.
+
+    Raises
+    ------
+    ValueError
+        ``reference`` is not the scanner ``scan`` chose (the slides manifest marks it): the
+        rest of the build (extract's axis order, QC) follows scan's choice.
     """
     config = config or RegisterConfig()
+    check_workers(workers)
+    check_scheduler(scheduler)
     bdir = BuildDir.at(build)
-    slides = bdir.read("slides")
-    if reference is None:
-        marked = slides.loc[slides["is_reference"].astype(bool), "scanner"].unique()
-        reference = str(marked[0]) if len(marked) else "AT2"
+    with build_lock(bdir.root):
+        slides = bdir.read("slides")
+        reference = _scan_reference(slides, reference, bdir)
+        return _register_all(bdir, slides, reference, config, workers, scheduler, force, progress)
+
+
+def _scan_reference(slides: pd.DataFrame, reference: str | None, bdir: BuildDir) -> str:
+    """The reference scanner: the one scan marked; a different ``reference`` is refused."""
+    marked = slides.loc[slides["is_reference"].astype(bool), "scanner"].unique()
+    if not len(marked):
+        return reference or "AT2"
+    if reference is not None and reference != str(marked[0]):
+        raise ValueError(
+            f"--reference {reference} differs from the reference scan chose ({marked[0]}) "
+            f"in {bdir.manifest('slides')}; re-run `scorpion-build scan INPUT -o {bdir.root} "
+            f"--reference {reference}` first, or leave --reference out"
+        )
+    return str(marked[0])
+
+
+def _register_all(bdir, slides, reference, config, workers, scheduler, force, progress):  # noqa: ANN001, ANN202
     done: dict[tuple[str, str], dict] = {}
     tasks = []
     for slide_id, group in slides.groupby("slide_id", sort=True):
@@ -105,8 +133,12 @@ def register_build(
         refs = [r for r in rows if r["scanner"] == reference]
         ref_row = refs[0] if refs else None
         moving = []
+        changed = {r["scanner"]: file_changed(r) for r in rows}
         for row in rows:
-            if ref_row is not None and row is ref_row:
+            if changed[row["scanner"]] or (ref_row is not None and changed[ref_row["scanner"]]):
+                msg = changed[row["scanner"]] or f"reference scan: {changed[ref_row['scanner']]}"
+                done[(slide_id, row["scanner"])] = _with_keys(failed_row(msg), row, ref_row, config)
+            elif ref_row is not None and row is ref_row:
                 done[(slide_id, row["scanner"])] = _reference_row(row, config)
             elif ref_row is None:
                 msg = (
@@ -173,7 +205,7 @@ def register_build(
 def qc_relpath(slide_id: str, scanner: str, method: str) -> Path:
     """QC overlay path relative to the build directory."""
     suffix = "" if method == "robust" else f"_{method}"
-    return Path("qc") / "register" / f"{_safe(slide_id)}_{_safe(scanner)}{suffix}.png"
+    return Path("qc") / "register" / f"{safe_name(slide_id)}_{safe_name(scanner)}{suffix}.png"
 
 
 # -- rows, checkpoints ------------------------------------------------------------------------
@@ -198,7 +230,14 @@ def _pair_key(mov_row: dict, ref_row: dict | None, config: RegisterConfig) -> di
     def ident(r: dict | None) -> list | None:
         if r is None:
             return None
-        return [r["path"], r.get("file_size"), r.get("mpp_x"), r.get("mpp_y"), r.get("reader")]
+        return [
+            r["path"],
+            r.get("file_size"),
+            r.get("file_mtime_ns"),
+            r.get("mpp_x"),
+            r.get("mpp_y"),
+            r.get("reader"),
+        ]
 
     return {
         "version": ALGORITHM_VERSION,
@@ -235,7 +274,7 @@ def _reference_row(ref_row: dict, config: RegisterConfig) -> dict:
 
 
 def _checkpoint_path(bdir: BuildDir, slide_id: str, scanner: str, method: str) -> Path:
-    return bdir.state / "register" / method / _safe(slide_id) / f"{_safe(scanner)}.json"
+    return bdir.state / "register" / method / safe_name(slide_id) / f"{safe_name(scanner)}.json"
 
 
 def _save_checkpoint(bdir: BuildDir, row: dict) -> None:
@@ -246,19 +285,12 @@ def _load_checkpoint(
     bdir: BuildDir, mov_row: dict, ref_row: dict, config: RegisterConfig
 ) -> dict | None:
     path = _checkpoint_path(bdir, str(mov_row["slide_id"]), str(mov_row["scanner"]), config.method)
-    if not path.is_file():
-        return None
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # a damaged checkpoint is just recomputed
+    row = read_json(path)  # None when missing or damaged: recomputed
+    if not isinstance(row, dict) or row.get("status") == "failed":
+        return None  # a failure may have been fixed since (a file restored): retry it
     # JSON turns tuples into lists: compare through the same round trip
     key = json.loads(json.dumps(_pair_key(mov_row, ref_row, config), default=str))
     return row if row.get("_key") == key else None
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
 
 def _table(rows: Iterable[dict]) -> pd.DataFrame:

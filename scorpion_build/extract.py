@@ -520,7 +520,9 @@ def extract_build(
         samples["index"] = np.arange(len(samples), dtype=np.int64)
         if not store.exists():
             _create_store(store, len(samples), scanners, reference, config)
-            write_json_atomic({"key": key, "config": asdict(config)}, state / "config.json")
+            given_path = str(Path(regions_from).resolve()) if regions_from else None
+            meta = {"key": key, "config": asdict(config), "regions_from": given_path}
+            write_json_atomic(meta, state / "config.json")
         patches = _extract_all(
             tasks, samples, scanners, config, store, state, workers, scheduler, progress
         )

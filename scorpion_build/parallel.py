@@ -17,6 +17,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
+# Seconds to wait for a --scheduler to answer before giving up with a clear message.
+CONNECT_TIMEOUT_S = 10
+
+
+class SchedulerError(RuntimeError):
+    """The dask.distributed scheduler given with --scheduler cannot be reached."""
 
 
 @contextmanager
@@ -69,7 +75,14 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler, set_as_default=False)
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerError(
+                f"cannot reach the dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s "
+                f"({exc.__class__.__name__}); check that it runs (`dask scheduler`) and the "
+                "address, or leave --scheduler out to run locally. Finished work is kept"
+            ) from exc
         try:
             yield client
         finally:

@@ -90,27 +90,30 @@ def paired_build(
     return build.root, given
 
 
-def kill_during_extract(args: list[str], build: Path, timeout_s: float = 300.0) -> bool:
-    """Run ``scorpion-build ARGS`` and SIGKILL it as soon as extract has finished its first
-    sample (a marker file appears). Returns True if it was killed mid-run."""
+def kill_during_extract(
+    args: list[str], build: Path, after_samples: int = 1, timeout_s: float = 300.0
+) -> None:
+    """Run ``scorpion-build ARGS`` so that it SIGKILLs itself right after extract has
+    checkpointed its ``after_samples``-th sample (``scorpion_build.faults``), and check that
+    it died exactly there: no polling, so the kill always lands mid-run."""
+    import os
     import signal
     import subprocess
     import sys
-    import time
 
-    proc = subprocess.Popen(
+    from scorpion_build import faults
+
+    env = {**os.environ, faults.ENV: f"extract-marker:{after_samples}"}
+    proc = subprocess.run(
         [sys.executable, "-m", "scorpion_build.cli.main", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
-    markers = build / ".state" / "extract" / "samples"
-    deadline = time.time() + timeout_s
-    killed = False
-    while time.time() < deadline and proc.poll() is None:
-        if markers.is_dir() and any(markers.glob("*.json")):
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.05)
-    proc.wait()
-    return killed
+    assert proc.returncode == -signal.SIGKILL, (
+        f"expected a kill after sample {after_samples}, got exit {proc.returncode}: "
+        f"{proc.stderr[-2000:]}"
+    )
+    markers = list((build / ".state").glob("extract*/samples/*.json"))
+    assert len(markers) == after_samples, markers

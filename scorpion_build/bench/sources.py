@@ -21,6 +21,7 @@ from scorpion_build.bench.layout import (
     read_rgb,
     scan_layout,
 )
+from scorpion_build.integrity import checked_reader
 from scorpion_build.manifest import BuildDir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
@@ -89,6 +90,7 @@ class ZarrPatches(PatchSource):
         if len(scanners) != s:
             raise DataError(f"{store}: attrs list {len(scanners)} scanners for axis 1 of size {s}")
         self._array = array
+        self._read = None
         self.scanners = [str(x) for x in scanners]
         self.attrs = attrs
         self.sample_ids = [f"sample_{k}" for k in range(n)]
@@ -99,7 +101,8 @@ class ZarrPatches(PatchSource):
 
     def _apply_manifest(self, manifest: Path) -> None:
         try:
-            table = pd.read_parquet(manifest, columns=["index", "sample_id", "scanner", "status"])
+            checks = pd.read_parquet(manifest)
+            table = checks[["index", "sample_id", "scanner", "status"]]
         except Exception as exc:
             raise DataError(
                 f"{manifest}: cannot read columns index, sample_id, scanner, status ({exc}); "
@@ -122,12 +125,19 @@ class ZarrPatches(PatchSource):
         self.valid[rows, cols] = (table["status"] != "failed").to_numpy()
         for index, sid in zip(rows, table["sample_id"].astype(str), strict=True):
             self.sample_ids[index] = sid
+        if "checksum" in checks.columns:
+            checks = checks.assign(scanner_index=cols)
+            self._read = checked_reader(
+                self._array, checks, self.scanners, str(manifest.parent.parent)
+            )
 
     @property
     def size_px(self) -> tuple[int, int]:
         return int(self._array.shape[2]), int(self._array.shape[3])
 
     def read(self, n: int, s: int) -> np.ndarray:
+        if self._read is not None:  # refuses a chunk that does not match its checksum
+            return self._read(n, s)
         return np.asarray(self._array[n, s])
 
     def describe(self) -> dict[str, Any]:

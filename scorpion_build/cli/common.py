@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from scorpion_build.errors import error_line
 from scorpion_build.options import OptionError
 
 log = logging.getLogger("scorpion_build.cli")
@@ -64,31 +64,6 @@ def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> N
         click.echo(f"  {row['status'].upper():6s} {key}: {row['message']}")
     if counts.get("failed", 0):
         sys.exit(1)
-
-
-# errno -> what to do about it, for the one-line message
-_OS_HINTS = {
-    errno.ENOSPC: "no space left on device; free some space and run again (finished work is kept)",
-    errno.EDQUOT: "disk quota exceeded; free some space and run again (finished work is kept)",
-    errno.EROFS: "read-only file system; choose a writable build or output folder",
-    errno.EACCES: "permission denied; make it writable or choose another folder",
-    errno.EPERM: "operation not permitted; make it writable or choose another folder",
-}
-
-
-def error_line(exc: BaseException) -> str:
-    """One line that says what went wrong and what to do, for any exception."""
-    if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
-        where = exc.filename or ""
-        return f"{where}: {_OS_HINTS[exc.errno]}" if where else _OS_HINTS[exc.errno]
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}"
-    if isinstance(exc, OptionError):
-        return f"invalid value for --{exc}"
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
-    if isinstance(exc, ValueError | RuntimeError | OSError | KeyError | TimeoutError):
-        return text
-    return f"unexpected {exc.__class__.__name__}: {text} (please report it with the --debug output)"
 
 
 def debug_enabled(ctx: click.Context | None) -> bool:
@@ -148,4 +123,3 @@ class GuardedCommand(click.Command):
 
     def invoke(self, ctx: click.Context) -> object:
         return invoke_guarded(lambda: super(GuardedCommand, self).invoke(ctx), ctx)
-

@@ -16,13 +16,13 @@ from scorpion_build.export import export_release
 @click.option(
     "--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True
 )
-@click.option("--quality", default=95, show_default=True, help="JPEG quality.")
+@click.option("--quality", default=95, show_default=True, help="JPEG quality, 1-100.")
 def command(build: Path, out_dir: Path, fmt: str, quality: int) -> None:
-    """Write BUILD's patches in the SCORPION release layout under OUT_DIR, with index.csv."""
-    try:
-        index = export_release(build, out_dir, fmt=fmt, quality=quality)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
+    """Write BUILD's patches in the SCORPION release layout under OUT_DIR, with index.csv.
+
+    OUT_DIR must be new, empty, or an earlier export, which is replaced once the new one is
+    complete."""
+    index = export_release(build, out_dir, fmt=fmt, quality=quality)
     click.echo(
         f"{len(index)} samples from {index['slide_id'].nunique()} slides -> {out_dir} "
         f"(mapping in {out_dir / 'index.csv'})"

@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "train",
     "benchmark": "benchmark",
     "analyze": "analyze",
+    "verify": "verify",
     "run": "run",
 }
 

@@ -22,7 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from scorpion_build.manifest import write_json_atomic
+from scorpion_build.errors import error_line
+from scorpion_build.lock import build_lock
+from scorpion_build.manifest import read_json, write_json_atomic
+from scorpion_build.options import check_scheduler
 from scorpion_build.pipeline.config import STAGES, PipelineConfig
 from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
 
@@ -31,22 +34,28 @@ log = logging.getLogger("scorpion_build.pipeline")
 
 @dataclass
 class StageResult:
+    """One stage's outcome. ``counts`` maps what was counted (``regions``, ``patches``,
+    ``pairs``...) to its ``{"ok": n, "warn": n, "failed": n}``."""
+
     stage: str
     skipped: bool
     seconds: float
-    counts: dict[str, int]
+    counts: dict[str, dict[str, int]]
     error: str = ""
 
     def line(self) -> str:
         if self.error:
             return f"{self.stage:10s} ERROR  {self.error}"
         what = "skipped (unchanged)" if self.skipped else f"{self.seconds:7.1f} s"
-        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        counts = "; ".join(
+            f"{label}: " + ", ".join(f"{k} {v}" for k, v in c.items())
+            for label, c in self.counts.items()
+        )
         return f"{self.stage:10s} {what:>20s}  {counts}"
 
     @property
     def failed(self) -> bool:
-        return bool(self.error) or self.counts.get("failed", 0) > 0
+        return bool(self.error) or any(c.get("failed", 0) > 0 for c in self.counts.values())
 
 
 def fingerprint(config: PipelineConfig, stage: str, previous: str) -> str:
@@ -60,6 +69,10 @@ def fingerprint(config: PipelineConfig, stage: str, previous: str) -> str:
             value = config.stage_options(stage).get(name)
             if value and config.path(value).is_file():
                 h.update(_stat(config.path(value)).encode())
+    if stage == "analyze" and config.benchmark is not None:
+        # the report shows the benchmark: a new or re-run benchmark re-runs analyze
+        report = config.build_dir / config.benchmark.out / "report.json"
+        h.update((_stat(report) if report.is_file() else "no benchmark").encode())
     return h.hexdigest()[:20]
 
 
@@ -77,11 +90,37 @@ def _files_signature(source: Path) -> str:
     return "\n".join(parts)
 
 
-def _counts(result: pd.DataFrame) -> dict[str, int]:
-    if result is None or "status" not in getattr(result, "columns", []):
+def _tables(result: pd.DataFrame | dict | None) -> dict[str, pd.DataFrame]:
+    """A stage's labelled tables (a bare table counts ``items``)."""
+    if result is None:
         return {}
-    counts = result["status"].value_counts().to_dict()
-    return {k: int(counts.get(k, 0)) for k in ("ok", "warn", "failed")}
+    tables = result if isinstance(result, dict) else {"items": result}
+    return {k: t for k, t in tables.items() if "status" in getattr(t, "columns", [])}
+
+
+def _counts(tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
+    out = {}
+    for label, table in tables.items():
+        counts = table["status"].value_counts().to_dict()
+        out[label] = {k: int(counts.get(k, 0)) for k in ("ok", "warn", "failed")}
+    return out
+
+
+def _log_problems(stage: str, tables: dict[str, pd.DataFrame]) -> None:
+    """One log line per warned or failed row, so the log explains every count."""
+    keys = ("slide_id", "scanner", "sample_id", "region_index")
+    for label, table in tables.items():
+        for row in table[table["status"] != "ok"].to_dict("records"):
+            key = " ".join(str(row[k]) for k in keys if k in row and row[k] not in (None, ""))
+            level = logging.ERROR if row["status"] == "failed" else logging.WARNING
+            log.log(level, "%s %s %s %s: %s", stage, label, row["status"], key, row["message"])
+
+
+def _recorded_counts(record: dict) -> dict[str, dict[str, int]]:
+    counts = record.get("counts", {})
+    if counts and all(isinstance(v, int) for v in counts.values()):  # older flat records
+        return {"items": counts}
+    return counts
 
 
 @contextlib.contextmanager
@@ -126,12 +165,16 @@ def run_pipeline(
     """Run the selected stages; returns one result per stage (errors are recorded, and the
     stages after a crashed stage are not run)."""
     build = config.build_dir
-    build.mkdir(parents=True, exist_ok=True)
     state = build / ".state" / "stages"
     selected = select_stages(config, start, until)
     scheduler = scheduler or config.scheduler
+    check_scheduler(scheduler)
     results: list[StageResult] = []
-    with run_log(build) as log_path, _cluster(config, scheduler) as address:
+    with (
+        build_lock(build),
+        run_log(build) as log_path,
+        _cluster(config, scheduler) as address,
+    ):
         echo(f"build {build}  (log: {log_path})")
         previous = ""
         for stage in config.stages():
@@ -140,9 +183,10 @@ def run_pipeline(
             if stage not in selected:
                 continue
             record_file = state / f"{stage}.json"
-            record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+            record = read_json(record_file)
+            record = record if isinstance(record, dict) else {}  # damaged: run the stage
             if not force and record.get("fingerprint") == fp:
-                results.append(StageResult(stage, True, 0.0, record.get("counts", {})))
+                results.append(StageResult(stage, True, 0.0, _recorded_counts(record)))
                 echo(results[-1].line())
                 log.info("stage %s unchanged, skipped", stage)
                 continue
@@ -161,12 +205,14 @@ def run_pipeline(
                         False,
                         time.perf_counter() - t0,
                         {},
-                        f"{exc.__class__.__name__}: {exc}",
+                        error_line(exc),
                     )
                 )
                 echo(results[-1].line())
                 break
-            res = StageResult(stage, False, time.perf_counter() - t0, _counts(out))
+            tables = _tables(out)
+            _log_problems(stage, tables)
+            res = StageResult(stage, False, time.perf_counter() - t0, _counts(tables))
             results.append(res)
             write_json_atomic(
                 {

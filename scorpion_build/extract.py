@@ -590,8 +590,8 @@ def _extract_all(tasks, samples, scanners, config, store, state, workers, schedu
         state_dir=str(sample_state),
     ):
         rows += _task_rows(res, "patch", by_slide.get(res.item["slide_id"], []), scanners)
-    patches = pd.DataFrame(rows).sort_values(["index", "scanner_index"], kind="stable")
-    return order_columns(patches, "patches")
+    patches = order_columns(pd.DataFrame(rows), "patches")  # no sample at all: no rows
+    return patches.sort_values(["index", "scanner_index"], kind="stable")
 
 
 def _inputs_key(

@@ -103,6 +103,10 @@ def kill_during_extract(
 
     from scorpion_build import faults
 
+    def markers() -> set[Path]:
+        return set((build / ".state").glob("extract*/samples/*.json"))
+
+    before = markers()
     env = {**os.environ, faults.ENV: f"extract-marker:{after_samples}"}
     proc = subprocess.run(
         [sys.executable, "-m", "scorpion_build.cli.main", *args],
@@ -115,5 +119,5 @@ def kill_during_extract(
         f"expected a kill after sample {after_samples}, got exit {proc.returncode}: "
         f"{proc.stderr[-2000:]}"
     )
-    markers = list((build / ".state").glob("extract*/samples/*.json"))
-    assert len(markers) == after_samples, markers
+    new = markers() - before
+    assert len(new) == after_samples, new

@@ -1,0 +1,340 @@
+"""Nothing lost, nothing silent: bad options, a second writer, damaged chunks, odd names,
+changed inputs and faults leave a finished build as it was and say what to do in one line."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from click.testing import CliRunner
+from helpers import paired_build
+
+from scorpion_build import geometry as geo
+from scorpion_build.cli.main import main
+from scorpion_build.manifest import BuildDir, safe_name
+from scorpion_build.slide import Slide
+
+EXTRACT = ["--regions", "3", "--region-um", "150", "--size", "64", "--seed", "1", "--workers", "1"]
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (but the lock file) and a hash of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, cmu_svs):
+    """A finished two-scanner build: extracted and exported, never modified by tests."""
+    with Slide(cmu_svs) as s:
+        texture = s.read(0, (0, 0, 1200, 1400))
+    h, w = texture.shape[:2]
+    truth = geo.compose(geo.translation(3.0, -2.0), geo.rotation_deg(1.0, w / 2, h / 2))
+    root, _ = paired_build(tmp_path_factory.mktemp("safe"), texture, truth)
+    result = _invoke("extract", root, *EXTRACT)
+    assert result.exit_code == 0, result.output
+    result = _invoke("export", root, root / "release")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture()
+def build(finished, tmp_path):
+    """A private copy of the finished build (with its slides) for tests that change it."""
+    shutil.copytree(finished.parent, tmp_path / "copy", symlinks=True)
+    root = tmp_path / "copy" / "build"
+    slides = BuildDir.at(root).read("slides")
+    slides["path"] = [p.replace(str(finished.parent), str(tmp_path / "copy")) for p in slides.path]
+    BuildDir.at(root).write("slides", slides)
+    return root
+
+
+def _chunk(root: Path, n: int, s: int) -> Path:
+    return root / "patches.zarr" / "patches" / "c" / str(n) / str(s) / "0" / "0" / "0"
+
+
+# -- bad options ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["extract", "--size", "0"],
+        ["extract", "--size", "-5"],
+        ["extract", "--regions", "0"],
+        ["extract", "--region-um", "0"],
+        ["extract", "--min-tissue", "-1"],
+        ["extract", "--workers", "-1"],
+        ["extract", "--workers", "0"],
+        ["extract", "--force", "--scheduler", "notanaddress"],
+        ["register", "--fine-mpp", "0"],
+        ["register", "--max-blocks", "0"],
+        ["register", "--workers", "0"],
+        ["export", "--quality", "500"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_bad_option_leaves_finished_build_byte_identical(finished, args):
+    before = _snapshot(finished)
+    extra = [finished / "release"] if args[0] == "export" else []
+    result = _invoke(args[0], finished, *extra, *args[1:])
+    assert result.exit_code == 2, result.output
+    assert "invalid value for --" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert _snapshot(finished) == before
+
+
+def test_unreachable_scheduler_keeps_the_finished_store(build):
+    before = _snapshot(build)
+    result = _invoke("extract", build, *EXTRACT, "--force", "--scheduler", "tcp://127.0.0.1:9")
+    assert result.exit_code == 1
+    assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in result.output
+    assert _snapshot(build) == before  # the old store is replaced only by a complete new one
+
+
+def test_pipeline_yaml_uses_the_same_validators(tmp_path):
+    from scorpion_build.pipeline import ConfigError, load_config
+
+    for stage, text, key in [
+        ("extract", "regions: 0", "extract.regions"),
+        ("extract", "compression: lzma", "extract.compression"),
+        ("export", "quality: 500", "export.quality"),
+    ]:
+        path = tmp_path / "p.yaml"
+        path.write_text(f"build: b\nworkers: 1\n{stage}:\n  {text}\n")
+        with pytest.raises(ConfigError, match=rf"p.yaml:4: '{key}'"):
+            load_config(path)
+    path.write_text("build: b\nworkers: -1\n")
+    with pytest.raises(ConfigError, match=r"p.yaml:2: 'workers' -1: must be >= 1"):
+        load_config(path)
+
+
+def test_new_settings_swap_in_a_complete_store_only(build):
+    """A changed option builds the new store beside the old; a kill mid-way keeps the old."""
+    from helpers import kill_during_extract
+
+    before = _snapshot(build)
+    args = ["extract", str(build), *EXTRACT[:-4], "--seed", "2", "--workers", "1"]
+    kill_during_extract(args, build, after_samples=1)
+    after = _snapshot(build)
+    staged = {k for k in after if k.startswith(".state/extract-new/")}
+    assert staged and {k: v for k, v in after.items() if k not in staged} == before
+    result = _invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert not (build / ".state" / "extract-new").exists()
+    assert zarr.open_group(str(build / "patches.zarr"), mode="r")["patches"].shape[0] == 3
+
+
+# -- one writer -----------------------------------------------------------------------------
+HOLD = """
+import sys
+from scorpion_build.lock import build_lock
+with build_lock(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_second_writer_is_refused_and_a_killed_holder_leaves_no_stale_lock(build):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(build)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = _invoke("extract", build, *EXTRACT)
+        assert result.exit_code == 1
+        assert f"another scorpion-build run is using {build} (pid {holder.pid})" in result.output
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops its lock
+        holder.wait()
+    result = _invoke("extract", build, *EXTRACT)
+    assert result.exit_code == 0, result.output
+
+
+# -- trust the store ------------------------------------------------------------------------
+def test_missing_and_corrupt_chunks_are_found_refused_and_repaired(build, tmp_path):
+    good = zarr.open_group(str(build / "patches.zarr"), mode="r")["patches"][:]
+    _chunk(build, 0, 1).unlink()
+    _chunk(build, 1, 0).write_bytes(b"not a zstd chunk")
+    result = _invoke("verify", build)
+    assert result.exit_code == 1
+    sample0, sample1 = (f"s1_r{i:02d}" for i in (0, 1))
+    assert f"{sample0} B: chunk is missing" in result.output
+    assert f"{sample1} AT2: chunk cannot be decoded" in result.output
+    result = _invoke("export", build, tmp_path / "out")
+    assert result.exit_code == 1 and "verify" in result.output and "--repair" in result.output
+    assert not (tmp_path / "out").exists()
+    result = _invoke("verify", build, "--repair", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(
+        zarr.open_group(str(build / "patches.zarr"), mode="r")["patches"][:], good
+    )
+
+
+def test_rerun_reextracts_a_damaged_patch(build):
+    good = _chunk(build, 2, 1).read_bytes()
+    _chunk(build, 2, 1).unlink()
+    result = _invoke("extract", build, *EXTRACT)
+    assert result.exit_code == 0, result.output
+    assert _chunk(build, 2, 1).read_bytes() == good
+
+
+def test_analyze_refuses_a_bad_chunk(build):
+    from scorpion_build.analysis.data import open_patches
+    from scorpion_build.integrity import CorruptPatchError
+
+    _chunk(build, 0, 0).unlink()
+    store = open_patches(BuildDir.at(build))
+    with pytest.raises(CorruptPatchError, match="s1_r00 AT2"):
+        store.read(0)
+
+
+# -- names are data -------------------------------------------------------------------------
+def test_unsafe_names_fail_at_scan_and_never_become_paths(tmp_path, finished):
+    tif = next((finished.parent / "slides").glob("AT2.tif"))
+    csv = tmp_path / "slides.csv"
+    pd.DataFrame(
+        {
+            "slide_id": ["../../X", "ok"],
+            "scanner": ["AT2", "../../../X"],
+            "path": [str(tif), str(tif)],
+        }
+    ).to_csv(csv, index=False)
+    result = _invoke("scan", csv, "-o", tmp_path / "b")
+    assert result.exit_code == 1
+    slides = pd.read_parquet(tmp_path / "b" / "manifests" / "slides.parquet")
+    assert (slides["status"] == "failed").all()
+    assert slides["message"].str.contains("is not a safe name").all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "slides.csv"]
+    assert safe_name("../../X") == "_._.._X" and safe_name(".hidden") == "_hidden"
+
+
+def test_no_write_through_a_symlink_inside_build(build, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.rmtree(build / "manifests")
+    (build / "manifests").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="symbolic link"):
+        BuildDir.at(build).write("slides", pd.DataFrame({"a": [1]}))
+    assert not any(outside.iterdir())
+
+
+def test_export_refuses_a_foreign_folder_and_replaces_its_own(finished, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    result = _invoke("export", finished, foreign)
+    assert result.exit_code == 2 and "not a scorpion-build export" in result.output
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    out = tmp_path / "release"
+    assert _invoke("export", finished, out).exit_code == 0
+    (out / "slide_1" / "stale.txt").write_text("from an older export")
+    assert _invoke("export", finished, out).exit_code == 0
+    assert not (out / "slide_1" / "stale.txt").exists()
+    assert not list(tmp_path.glob(".*"))  # no temporary folders left
+
+
+# -- inputs are tracked ---------------------------------------------------------------------
+def _touch(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def test_changed_slide_file_fails_extract_until_rescan(build):
+    _touch(build.parent / "slides" / "B.tif")
+    result = _invoke("extract", build, *EXTRACT)
+    assert result.exit_code == 1
+    patches = pd.read_parquet(build / "manifests" / "patches.parquet")
+    b = patches[patches["scanner"] == "B"]
+    assert (b["status"] == "failed").all()
+    assert b["message"].str.contains("file changed since scan").all()
+
+
+def test_register_refuses_another_reference(build):
+    result = _invoke("register", build, "--reference", "B")
+    assert result.exit_code == 1
+    assert "--reference B differs from the reference scan chose (AT2)" in result.output
+
+
+# -- one-line errors ------------------------------------------------------------------------
+def _one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_blank_scanner_cell(tmp_path):
+    csv = tmp_path / "slides.csv"
+    csv.write_text("slide_id,scanner,path\ns1,AT2,a.svs\ns1,,b.svs\n")
+    _one_line_error(_invoke("scan", csv, "-o", tmp_path / "b"), "blank 'scanner' on line(s) 3")
+
+
+def test_truncated_manifest_names_file_and_command(build):
+    path = build / "manifests" / "patches.parquet"
+    path.write_bytes(path.read_bytes()[:100])
+    _one_line_error(
+        _invoke("export", build, build.parent / "out"),
+        f"{path} is damaged",
+        f"scorpion-build extract {build}",
+    )
+
+
+def test_invalid_json_next_to_checkpoints_is_recomputed(build):
+    before = zarr.open_group(str(build / "patches.zarr"), mode="r")["patches"][:]
+    (build / ".state" / "extract" / "config.json").write_text("{not json")
+    marker = next((build / ".state" / "extract" / "samples").glob("*.json"))
+    marker.write_text("[{")
+    result = _invoke("extract", build, *EXTRACT)
+    assert result.exit_code == 0, result.output
+    after = zarr.open_group(str(build / "patches.zarr"), mode="r")["patches"][:]
+    np.testing.assert_array_equal(before, after)
+
+
+def test_disk_full_during_export_is_one_line_and_keeps_the_old_export(
+    finished, tmp_path, monkeypatch
+):
+    import scorpion_build.export as export
+
+    out = tmp_path / "release"
+    assert _invoke("export", finished, out).exit_code == 0
+    before = _snapshot(out)
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "x.jpg"))
+
+    monkeypatch.setattr(export, "_write_release", full)
+    _one_line_error(_invoke("export", finished, out), "no space left on device")
+    assert _snapshot(out) == before
+
+
+def test_read_only_and_debug(build, monkeypatch):
+    from scorpion_build.errors import error_line
+
+    exc = OSError(errno.EROFS, "Read-only file system", "/ro/build/.lock")
+    assert (
+        error_line(exc) == "/ro/build/.lock: read-only file system; choose a writable "
+        "build or output folder"
+    )
+    result = CliRunner().invoke(main, ["--debug", "register", str(build), "--reference", "B"])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)

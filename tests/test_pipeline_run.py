@@ -79,6 +79,45 @@ def test_full_run_writes_every_output(first_run):
     assert len(patches) == 2 * 3 and (patches["status"] != "failed").all()
 
 
+def test_summary_counts_every_stage_labelled(first_run):
+    _, _, result, _ = first_run
+    summary = result.output.split("\nsummary")[1]
+    for stage, label in [
+        ("scan", "scans"),
+        ("register", "pairs"),
+        ("extract", "regions"),
+        ("extract", "patches"),
+        ("export", "samples"),
+    ]:
+        line = next(x for x in summary.splitlines() if x.strip().startswith(stage))
+        assert f"{label}: ok " in line, line
+    assert "patches: ok 6, warn 0, failed 0" in summary or "patches: ok" in summary
+
+
+def test_warned_and_failed_rows_reach_summary_log_and_exit_code(caplog):
+    import logging
+
+    from scorpion_build.pipeline.runner import StageResult, _counts, _log_problems
+
+    regions = pd.DataFrame(
+        {
+            "slide_id": ["s1", "s1", "s2"],
+            "region_index": [0, 1, -1],
+            "status": ["warn", "warn", "failed"],
+            "message": ["only 2 of 3 regions", "only 2 of 3 regions", "no tissue"],
+        }
+    )
+    patches = pd.DataFrame({"sample_id": ["s1_r00"], "status": ["ok"], "message": [""]})
+    tables = {"regions": regions, "patches": patches}
+    result = StageResult("extract", False, 1.0, _counts(tables))
+    assert "regions: ok 0, warn 2, failed 1; patches: ok 1, warn 0, failed 0" in result.line()
+    assert result.failed  # a slide that yields no sample fails the run
+    with caplog.at_level(logging.WARNING, logger="scorpion_build.pipeline"):
+        _log_problems("extract", tables)
+    assert len(caplog.records) == 3
+    assert "extract regions failed s2 -1: no tissue" in caplog.text
+
+
 def test_rerun_skips_unchanged_stages_and_changed_config_reruns_downstream(first_run):
     tmp, yaml_path, _, _ = first_run
     build = tmp / "local"

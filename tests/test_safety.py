@@ -62,6 +62,8 @@ def build(finished, tmp_path):
     slides = BuildDir.at(root).read("slides")
     slides["path"] = [p.replace(str(finished.parent), str(tmp_path / "copy")) for p in slides.path]
     BuildDir.at(root).write("slides", slides)
+    csv = tmp_path / "copy" / "slides.csv"
+    csv.write_text(csv.read_text().replace(str(finished.parent), str(tmp_path / "copy")))
     return root
 
 
@@ -266,6 +268,32 @@ def test_changed_slide_file_fails_extract_until_rescan(build):
     b = patches[patches["scanner"] == "B"]
     assert (b["status"] == "failed").all()
     assert b["message"].str.contains("file changed since scan").all()
+
+
+def _register_status(build: Path) -> str:
+    result = _invoke("register", build, "--workers", "1")
+    table = pd.read_parquet(build / "manifests" / "registrations.parquet")
+    row = table[table["scanner"] == "B"].iloc[0]
+    assert (result.exit_code == 1) == (row["status"] == "failed"), result.output
+    return f"{row['status']}: {row['message']}"
+
+
+def test_changed_slide_file_fails_register_until_rescan(build):
+    assert not _register_status(build).startswith("failed")
+    _touch(build.parent / "slides" / "B.tif")
+    assert _register_status(build).startswith("failed: ")
+    assert "file changed since scan (modification time); re-run scan" in _register_status(build)
+    assert _invoke("scan", build.parent / "slides.csv", "-o", build).exit_code == 0
+    assert not _register_status(build).startswith("failed")
+
+
+def test_pair_failed_for_a_missing_file_is_retried_after_rescan(build):
+    tif = build.parent / "slides" / "B.tif"
+    tif.rename(tif.with_suffix(".bak"))
+    assert "is missing (it was there at scan)" in _register_status(build)
+    tif.with_suffix(".bak").rename(tif)
+    assert _invoke("scan", build.parent / "slides.csv", "-o", build).exit_code == 0
+    assert not _register_status(build).startswith("failed")
 
 
 def test_register_refuses_another_reference(build):

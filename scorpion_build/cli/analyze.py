@@ -45,12 +45,11 @@ def command(
     """Analyse BUILD (colour and feature shifts per scanner, paired to the reference,
     registration and alignment QC, benchmark results) and write BUILD/report/index.html."""
     from scorpion_build.analysis import analyze_build  # heavy imports only when run
-    from scorpion_build.analysis.data import PatchStoreError
-    from scorpion_build.analysis.features import WeightsError
+    from scorpion_build.lock import build_lock
 
     if weights is not None and features == "none":
         raise click.UsageError("--weights is only used with --features resnet50")
-    try:
+    with build_lock(build):
         path = analyze_build(
             build,
             features=features,
@@ -60,6 +59,4 @@ def command(
             force=force,
             log=lambda msg: click.echo(msg, err=True),
         )
-    except (WeightsError, PatchStoreError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"report: {path}")

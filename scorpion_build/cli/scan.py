@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from scorpion_build.cli.common import GuardedCommand, reference_option, summarize_and_exit
+from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir
-from scorpion_build.scan import SlideTableError, scan
+from scorpion_build.scan import scan
 
 
 @click.command("scan", cls=GuardedCommand)
@@ -25,11 +26,9 @@ from scorpion_build.scan import SlideTableError, scan
 def command(source: Path, build: Path, reference: str) -> None:
     """Inspect every scan listed in SOURCE (a directory {slide_id}/{scanner}.{ext} or a CSV
     with columns slide_id,scanner,path[,mpp]) and write the slides manifest."""
-    try:
+    with build_lock(build):
         table = scan(source, reference=reference)
-    except SlideTableError as exc:
-        raise click.ClickException(str(exc)) from exc
-    path = BuildDir.at(build).write("slides", table)
+        path = BuildDir.at(build).write("slides", table)
     scanners = sorted(table["scanner"].unique())
     click.echo(
         f"{table['slide_id'].nunique()} slides x scanners {', '.join(scanners)} "

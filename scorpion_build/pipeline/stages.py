@@ -116,7 +116,7 @@ def run_register(config: PipelineConfig, scheduler: str | None, force: bool) -> 
     from scorpion_build.register.pipeline import register_build
 
     reference = config.scan.reference if config.scan else None
-    return register_build(
+    table = register_build(
         config.build_dir,
         reference=reference,
         config=register_config(config),
@@ -124,6 +124,7 @@ def run_register(config: PipelineConfig, scheduler: str | None, force: bool) -> 
         scheduler=scheduler,
         force=force,
     )
+    return {"pairs": table}
 
 
 def run_extract(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
@@ -166,9 +167,8 @@ def run_benchmark(config: PipelineConfig, scheduler: str | None, force: bool) ->
         device=o.device,
     )
     report = result.report
-    return pd.DataFrame(
-        [{"status": "ok", "average": report["average"], "minimum": report["minimum"]}]
-    )
+    row = {"status": "ok", "average": report["average"], "minimum": report["minimum"]}
+    return {"report": pd.DataFrame([row])}
 
 
 def run_analyze(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
@@ -184,7 +184,7 @@ def run_analyze(config: PipelineConfig, scheduler: str | None, force: bool) -> p
         weights=config.path(o.weights),
         benchmark_dir=bench_dir,
     )
-    return pd.DataFrame([{"status": "ok", "report": str(index)}])
+    return {"report": pd.DataFrame([{"status": "ok", "report": str(index)}])}
 
 
 STAGE_FUNCTIONS: dict[str, StageFn] = {

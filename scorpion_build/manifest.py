@@ -245,9 +245,10 @@ def ensure_inside(root: Path, path: Path) -> Path:
     Writes into a build follow no symlink planted inside it: they would land elsewhere.
     """
     root = Path(root)
-    rel = Path(os.path.normpath(path)).relative_to(os.path.normpath(root))
-    if ".." in rel.parts:
-        raise ValueError(f"{path}: outside {root}; refusing to write there")
+    try:
+        rel = Path(os.path.normpath(path)).relative_to(os.path.normpath(root))
+    except ValueError:
+        raise ValueError(f"{path}: outside {root}; refusing to write there") from None
     current = root
     for part in rel.parts:
         current = current / part

@@ -229,6 +229,23 @@ def test_unsafe_names_fail_at_scan_and_never_become_paths(tmp_path, finished):
     assert safe_name("../../X") == "_._.._X" and safe_name(".hidden") == "_hidden"
 
 
+def test_extract_does_not_write_through_a_linked_store(build, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.move(build / "patches.zarr", outside)
+    (build / "patches.zarr").symlink_to(outside, target_is_directory=True)
+    before = _snapshot(outside)
+    result = _invoke("extract", build, *EXTRACT)
+    assert result.exit_code == 1 and "is a symbolic link" in result.output
+    assert _snapshot(outside) == before
+
+
+def test_temp_files_of_killed_writes_are_removed(build):
+    tmp = build / "manifests" / ".patches.parquet.x1y2.tmp"
+    tmp.write_bytes(b"half a file")
+    assert _invoke("extract", build, *EXTRACT).exit_code == 0
+    assert not tmp.exists()
+
+
 def test_no_write_through_a_symlink_inside_build(build, tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()

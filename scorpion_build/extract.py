@@ -478,6 +478,16 @@ def read_given_regions(csv: Path, region_um: float) -> dict[str, list[dict]]:
         )
     if "region_um" not in table.columns:
         table["region_um"] = region_um
+    for col in ("x_um", "y_um", "region_um"):
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = ~np.isfinite(values) | ((values <= 0) if col == "region_um" else False)
+        if bad.any():
+            lines = ", ".join(str(i + 2) for i in table.index[bad][:5])  # +1 header, +1 base
+            raise ValueError(
+                f"{csv}: '{col}' is not a {'positive ' if col == 'region_um' else ''}number "
+                f"on line(s) {lines}; fix or delete those rows"
+            )
+        table[col] = values
     return {
         sid: g[["x_um", "y_um", "region_um"]].to_dict("records")
         for sid, g in table.groupby("slide_id")

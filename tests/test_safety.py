@@ -100,6 +100,15 @@ def test_bad_option_leaves_finished_build_byte_identical(finished, args):
     assert _snapshot(finished) == before
 
 
+def test_bad_regions_from_table_names_its_line(finished, tmp_path):
+    before = _snapshot(finished)
+    csv = tmp_path / "regions.csv"
+    csv.write_text("slide_id,x_um,y_um\ns1,10,20\ns1,abc,20\n")
+    result = _invoke("extract", finished, *EXTRACT, "--regions-from", csv)
+    _one_line_error(result, f"{csv}: 'x_um' is not a number on line(s) 3")
+    assert _snapshot(finished) == before
+
+
 def test_unreachable_scheduler_keeps_the_finished_store(build):
     before = _snapshot(build)
     result = _invoke("extract", build, *EXTRACT, "--force", "--scheduler", "tcp://127.0.0.1:9")
@@ -207,6 +216,16 @@ def test_analyze_refuses_a_bad_chunk(build):
     store = open_patches(BuildDir.at(build))
     with pytest.raises(CorruptPatchError, match="s1_r00 AT2"):
         store.read(0)
+
+
+def test_benchmark_source_refuses_a_bad_chunk(build):
+    from scorpion_build.bench.sources import open_patch_source
+    from scorpion_build.integrity import CorruptPatchError
+
+    _chunk(build, 1, 1).write_bytes(b"garbage")
+    source = open_patch_source(build)
+    with pytest.raises(CorruptPatchError, match="s1_r01 B: chunk cannot be decoded"):
+        source.read(1, 1)
 
 
 # -- names are data -------------------------------------------------------------------------
@@ -371,6 +390,31 @@ def test_disk_full_during_export_is_one_line_and_keeps_the_old_export(
     monkeypatch.setattr(export, "_write_release", full)
     _one_line_error(_invoke("export", finished, out), "no space left on device")
     assert _snapshot(out) == before
+
+
+def test_read_only_build_is_one_line(build, monkeypatch):
+    import scorpion_build.lock as lock
+
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(lock.os, "open", read_only)
+    _one_line_error(_invoke("extract", build, *EXTRACT), "read-only file system")
+
+
+def test_disk_full_while_registering_is_one_line(build, monkeypatch):
+    def full(self, name, table):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.manifest(name)))
+
+    monkeypatch.setattr(BuildDir, "write", full)
+    _one_line_error(
+        _invoke("register", build, "--workers", "1"),
+        "registrations.parquet: no space left on device",
+    )
 
 
 def test_read_only_and_debug(build, monkeypatch):

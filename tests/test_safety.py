@@ -348,6 +348,24 @@ def _one_line_error(result, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
+def test_real_cli_prints_exactly_one_line(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from scorpion_build.cli import main; main()",
+            "extract",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: "), proc.stderr
+    assert "slides.parquet not found" in proc.stderr
+
+
 def test_blank_scanner_cell(tmp_path):
     csv = tmp_path / "slides.csv"
     csv.write_text("slide_id,scanner,path\ns1,AT2,a.svs\ns1,,b.svs\n")

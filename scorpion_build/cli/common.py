@@ -75,9 +75,8 @@ def debug_enabled(ctx: click.Context | None) -> bool:
 def log_file(ctx: click.Context | None, since: float) -> Path | None:
     """The log this command wrote, if any: a file handler on the package logger, else the
     newest ``BUILD/logs/*.log`` written since the command started."""
-    for handler in logging.getLogger("scorpion_build").handlers + logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            return Path(handler.baseFilename)
+    for handler in _file_handlers():
+        return Path(handler.baseFilename)
     build = None
     while ctx is not None and build is None:
         build = ctx.params.get("build")
@@ -89,11 +88,26 @@ def log_file(ctx: click.Context | None, since: float) -> Path | None:
     return max(recent, key=lambda p: p.stat().st_mtime, default=None)
 
 
+def _file_handlers() -> list[logging.FileHandler]:
+    loggers = (logging.getLogger("scorpion_build"), logging.getLogger())
+    return [h for lg in loggers for h in lg.handlers if isinstance(h, logging.FileHandler)]
+
+
+def _log_traceback(exc: BaseException) -> None:
+    """The traceback goes to the log file only (if any): the terminal gets one line."""
+    record = log.makeRecord(
+        log.name, logging.ERROR, __file__, 0, "%s", (error_line(exc),), (type(exc), exc, None)
+    )
+    record.exc_info = (type(exc), exc, exc.__traceback__)
+    for handler in _file_handlers():
+        handler.handle(record)
+
+
 def fail(exc: BaseException, ctx: click.Context | None, since: float) -> None:
     """Print ``exc`` as one line (plus the log path) and exit; re-raise under --debug."""
     if debug_enabled(ctx):
         raise exc
-    log.error("%s", error_line(exc), exc_info=exc)
+    _log_traceback(exc)
     where = log_file(ctx, since)
     tail = (
         f" (log: {where}; --debug shows the traceback)"

@@ -100,7 +100,7 @@ SCHEMAS: dict[str, list[tuple[str, str, str]]] = {
         (
             "checksum",
             "string",
-            "BLAKE2b-64 (16 hex digits) of the patch's decoded uint8 pixels; empty when "
+            "CRC-32 (8 hex digits) of the patch's decoded uint8 pixels; empty when "
             "failed. `scorpion-build verify` checks the store against it",
         ),
         ("status", "string", "ok, warn or failed"),

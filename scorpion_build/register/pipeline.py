@@ -78,6 +78,8 @@ def register_slide(task: dict) -> list[dict]:
         except Exception as exc:  # one bad scan must not stop the slide's other scans
             log.debug("registration failed", exc_info=True)
             row = failed_row(f"{mov_row['path']}: {exc.__class__.__name__}: {exc}")
+            # a crash (unreadable file, I/O error) may not happen again: never cached
+            row["_retry"] = True
         # the reference view is shared by the slide's pairs: charge it to them evenly
         row["seconds"] = row.get("seconds", 0.0) + ref_seconds / len(task["moving"])
         rows.append(_with_keys(row, mov_row, ref_row, config))
@@ -100,7 +102,10 @@ def register_build(
 
     Finished pairs are checkpointed under ``BUILD/.state/register`` and reused on a re-run
     with the same inputs and settings (unless ``force``); the manifest is rewritten after
-    every finished slide. Failed pairs are always retried. Returns the registrations table.
+    every finished slide. A pair whose registration failed on its merits (too few inliers)
+    is reused like a finished one; one that crashed (unreadable file, I/O error) or whose
+    file changed since scan is never cached, so it is retried once fixed and re-scanned.
+    Returns the registrations table.
 
     Raises
     ------
@@ -205,7 +210,7 @@ def _register_all(bdir, slides, reference, config, workers, scheduler, force, pr
             rows = result.value
         for row in rows:
             done[(row["slide_id"], row["scanner"])] = row
-            if result.error is None:
+            if result.error is None and not row.get("_retry"):
                 _save_checkpoint(bdir, row)
         _write(bdir, done.values())
     return _table(done.values())
@@ -295,15 +300,15 @@ def _load_checkpoint(
 ) -> dict | None:
     path = _checkpoint_path(bdir, str(mov_row["slide_id"]), str(mov_row["scanner"]), config.method)
     row = read_json(path)  # None when missing or damaged: recomputed
-    if not isinstance(row, dict) or row.get("status") == "failed":
-        return None  # a failure may have been fixed since (a file restored): retry it
+    if not isinstance(row, dict):
+        return None
     # JSON turns tuples into lists: compare through the same round trip
     key = json.loads(json.dumps(_pair_key(mov_row, ref_row, config), default=str))
     return row if row.get("_key") == key else None
 
 
 def _table(rows: Iterable[dict]) -> pd.DataFrame:
-    table = pd.DataFrame([{k: v for k, v in r.items() if k != "_key"} for r in rows])
+    table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     if table.empty:
         return order_columns(table, "registrations")
     table["matrix"] = [[float(v) for v in m] for m in table["matrix"]]

@@ -210,8 +210,9 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         )
         if not rows:
             return [{**base, "region_index": -1, "status": "failed", "message": "; ".join(notes)}]
-    for r in rows if notes else []:
-        r.update(status="warn", message="; ".join(notes))
+    if notes:
+        for r in rows:
+            r.update(status="warn", message="; ".join(notes))
     return rows
 
 

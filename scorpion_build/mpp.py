@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 
-# Light microscopes resolve ~0.2 um and slide overviews reach ~20 um/px: anything outside
-# is a unit mix-up (nm, mm, pixels per cm) or garbage.
+# Light microscopes resolve ~0.2 um and no scanner's level 0 is coarser than ~20 um/px;
+# below the range, or beyond the hard upper limit, a value is a unit mix-up (nm, mm, pixels
+# per cm) or garbage. Between 20 and 100 um/px it is a downsampled export (the public
+# Camelyon DICOM test image is 29 um/px): usable, but worth a `warn`.
 MPP_RANGE_UM = (0.05, 20.0)
+MPP_HARD_MAX_UM = 100.0
 # Square pixels are universal in slide scanners; x and y further apart than this is a
 # metadata error (one axis in other units) rather than a real camera.
 MAX_XY_DIFFERENCE = 0.05
@@ -27,14 +30,15 @@ UPSAMPLE_WARN = 1.01
 
 def mpp_problem(mpp_x: float, mpp_y: float) -> str | None:
     """Why ``(mpp_x, mpp_y)`` (um/px) cannot be a level-0 resolution, or None when it can."""
-    lo, hi = MPP_RANGE_UM
+    lo = MPP_RANGE_UM[0]
     for axis, value in (("x", mpp_x), ("y", mpp_y)):
         if not (isinstance(value, float | int) and math.isfinite(value) and value > 0):
             return f"mpp {axis} = {value!r} is not a positive number"
-        if not lo <= value <= hi:
+        if not lo <= value <= MPP_HARD_MAX_UM:
             return (
-                f"mpp {axis} = {value:.4g} um/px is outside the plausible {lo:g}-{hi:g} um/px "
-                "(a unit mix-up? level-0 um/px is ~0.25 at 40x, ~0.5 at 20x)"
+                f"mpp {axis} = {value:.4g} um/px is outside the plausible {lo:g}-"
+                f"{MPP_HARD_MAX_UM:g} um/px (a unit mix-up? level-0 um/px is ~0.25 at 40x, "
+                "~0.5 at 20x)"
             )
     if abs(mpp_x / mpp_y - 1.0) > MAX_XY_DIFFERENCE:
         return (
@@ -42,6 +46,16 @@ def mpp_problem(mpp_x: float, mpp_y: float) -> str | None:
             f"{MAX_XY_DIFFERENCE:.0%} (scanners have square pixels)"
         )
     return None
+
+
+def coarse_note(mpp_x: float) -> str | None:
+    """A `warn` message for a plausible but coarser-than-any-scanner level 0 (um/px)."""
+    if mpp_x <= MPP_RANGE_UM[1]:
+        return None
+    return (
+        f"level 0 is {mpp_x:.4g} um/px, coarser than any scanner's ({MPP_RANGE_UM[1]:g} um/px): "
+        "a downsampled export? patches will be upsampled; use the full-resolution file"
+    )
 
 
 def parse_override(value: object) -> float | None:

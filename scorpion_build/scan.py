@@ -15,7 +15,7 @@ import pandas as pd
 
 from scorpion_build.discover import SLIDE_SUFFIXES, discover
 from scorpion_build.manifest import order_columns
-from scorpion_build.mpp import mpp_problem, parse_override, ratio_note
+from scorpion_build.mpp import coarse_note, mpp_problem, parse_override, ratio_note
 from scorpion_build.slide import Slide, SlideError
 from scorpion_build.tissue import FLUORESCENCE_NOTE, is_fluorescence
 
@@ -103,8 +103,10 @@ def inspect_slide(path: str, mpp: object = None) -> dict:
         return row
     if problem:
         return {**row, "status": "failed", "message": problem}
-    if is_fluorescence(coarse):
-        return {**row, "status": "warn", "message": f"{path}: {FLUORESCENCE_NOTE}"}
+    notes = [FLUORESCENCE_NOTE] if is_fluorescence(coarse) else []
+    notes += [n for n in [coarse_note(row["mpp_x"])] if n]
+    if notes:
+        return {**row, "status": "warn", "message": f"{path}: {'; '.join(notes)}"}
     row.update(status="ok", message="")
     return row
 

@@ -74,3 +74,31 @@ def test_scan_coarser_than_the_output_warns_with_the_factor(tmp_path, texture):
     assert patches["message"].str.contains("patch upsampled 1.28x").all()
     _, patches = extract_build(build, CONFIG, workers=1, progress=False)  # 0.78 um/px
     assert not patches["message"].str.contains("upsampled").any()
+
+
+def test_fluorescence_slide_regions_warn_and_are_not_all_tissue(tmp_path, real_dir):
+    """The DAPI/TRITC pair (same field, two channels) as a two-scanner slide."""
+    files = [real_dir / f"slideio_test3-{c}-2.ndpi" for c in ("DAPI", "TRITC")]
+    if not all(f.is_file() for f in files):
+        pytest.skip(f"{files} are absent")
+    csv = tmp_path / "slides.csv"
+    frame = {"slide_id": "f", "scanner": ["AT2", "B"], "path": [str(f) for f in files]}
+    pd.DataFrame(frame).to_csv(csv, index=False)
+    bdir = BuildDir.at(tmp_path / "build")
+    slides = scan(csv)
+    assert (slides["status"] == "warn").all()
+    assert slides["message"].str.contains("looks like a fluorescence scan").all()
+    bdir.write("slides", slides)
+    regs = [
+        {"slide_id": "f", "scanner": s, "reference": "AT2", "matrix": geo.to_six(geo.identity())}
+        for s in ("AT2", "B")
+    ]
+    regs = pd.DataFrame(regs).assign(status="ok", message="")
+    bdir.write("registrations", order_columns(regs, "registrations"))
+    config = ExtractConfig(regions=3, region_um=200.0, size=128, seed=0)
+    regions, patches = extract_build(bdir.root, config, workers=1, progress=False)
+    assert len(regions) == 3 and (regions["status"] == "warn").all()
+    assert regions["message"].str.contains("fluorescence").all()
+    # the dark background is not tissue: regions sit on signal, not on a mask of 1.0
+    assert regions["tissue_fraction"].mean() < 0.95
+    assert (patches["tissue_fraction"] < 1.0).any()

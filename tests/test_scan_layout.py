@@ -143,3 +143,19 @@ def test_real_folder_scans_as_a_directory(tmp_path, real_dir):
     scanners = set(t["scanner"])
     assert "qupathdemo_OS-1-detail" in scanners  # .ome.tif removed whole
     assert len(t) == len(REAL_EXPECTED)
+
+
+def test_pipeline_scan_ignore(tmp_path, cmu_svs):
+    from scorpion_build.pipeline import load_config
+    from scorpion_build.pipeline.stages import run_scan
+
+    root = tmp_path / "slides"
+    (root / "s1").mkdir(parents=True)
+    shutil.copy(cmu_svs, root / "s1" / "AT2.svs")
+    _touch(root / "s1" / "GT450_old.svs", b"\0" * 100)  # would fail if scanned
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text(f"build: {tmp_path / 'b'}\nscan:\n  input: {root}\n  ignore: ['*_old.svs']\n")
+    config = load_config(yaml)
+    assert config.scan.ignore == ["*_old.svs"]
+    table = run_scan(config, None, False)
+    assert list(table["scanner"]) == ["AT2"] and (table["status"] == "ok").all()

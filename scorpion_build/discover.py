@@ -1,9 +1,10 @@
 """Find the scans in a folder laid out ``DIR/{slide_id}/{scanner}.{ext}`` as real exports look.
 
 Scanner software leaves more than one file per scan: OME-TIFF's double suffix, MIRAX's
-``.mrxs`` beside its data folder, DICOM series folders, label and overview pictures, XML and
-JSON sidecars. :func:`discover` turns such a folder into slide-table rows and one-line notes
-on what it skipped. The rules are in ``docs/own-dataset.md``.
+``.mrxs`` beside its data folder (Olympus ``.vsi`` and Hamamatsu ``.vms`` alike), DICOM
+series folders, label and overview pictures, XML and JSON sidecars. :func:`discover` turns
+such a folder into slide-table rows and one-line notes on what it skipped. The rules are in
+``docs/own-dataset.md``.
 """
 
 from __future__ import annotations
@@ -83,27 +84,45 @@ def discover(root: str | os.PathLike, ignore: tuple[str, ...] = ()) -> Discovery
 
 def _discover_slide(folder: Path, root: Path, ignore: tuple[str, ...], found: Discovery) -> None:
     entries = [e for e in sorted(folder.iterdir()) if not _ignored(e, root, ignore)]
-    mirax_data = {e.name[: -len(".mrxs")] for e in entries if e.name.lower().endswith(".mrxs")}
+    parts = _parts_of_other_scans(entries)
     for entry in entries:
-        scan = _scan_of(entry, mirax_data)
+        scan = None if entry.name in parts else _scan_of(entry)
         if isinstance(scan, str):
             found.skipped.append(f"{entry}: skipped, {scan}")
         elif scan is not None:
             found.rows.append({"slide_id": folder.name, **scan})
 
 
-def _scan_of(entry: Path, mirax_data: set[str]) -> dict | str | None:
-    """The scan an entry of a slide folder is, why it is not one (str), or None when it is
-    part of another scan."""
+def _parts_of_other_scans(entries: list[Path]) -> set[str]:
+    """Names of the entries that belong to a multi-file scan beside them: MIRAX ``X.mrxs``
+    has its data folder ``X/``, Olympus ``X.vsi`` its ``_X_/``, Hamamatsu ``X.vms``/``X.vmu``
+    its ``X*.jpg``/``X.opt`` image and map files."""
+    parts: set[str] = set()
+    for entry in entries:
+        suffix = slide_suffix(entry.name)
+        stem = entry.name[: -len(suffix)] if suffix else ""
+        if suffix == ".mrxs":
+            parts.add(stem)
+        elif suffix == ".vsi":
+            parts.add(f"_{stem}_")
+        elif suffix in (".vms", ".vmu"):
+            parts |= {
+                e.name
+                for e in entries
+                if e != entry and e.is_file() and e.name.startswith((f"{stem}_", f"{stem}."))
+            }
+    return parts
+
+
+def _scan_of(entry: Path) -> dict | str:
+    """The scan an entry of a slide folder is, or why it is not one (str)."""
     if entry.is_dir():
-        if entry.name in mirax_data:
-            return None  # the data folder of "<name>.mrxs", read through that file
         series = sorted(
             f for f in entry.iterdir() if f.is_file() and slide_suffix(f.name) == ".dcm"
         )
         if series:  # a DICOM WSI series: OpenSlide finds the other files from any one of them
             return {"scanner": entry.name, "path": str(series[0].resolve())}
-        return "a folder that is neither a DICOM series nor a MIRAX data folder"
+        return "a folder that is neither a DICOM series nor a scan's data folder"
     if entry.name.startswith("."):
         return "a hidden file"
     suffix = slide_suffix(entry.name)

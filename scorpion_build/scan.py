@@ -21,6 +21,8 @@ from scorpion_build.tissue import FLUORESCENCE_NOTE, is_fluorescence
 
 SCORPION_SCANNERS = ("AT2", "GT450", "DP200", "P1000", "Philips")
 
+# Property names (openslide, tiffslide, vendor: aperio.MPP) that carry a level-0 mpp.
+MPP_KEYS = (".mpp-x", ".mpp-y", ".mpp")
 log = logging.getLogger(__name__)
 
 
@@ -115,7 +117,7 @@ def _mpp_problem(slide: Slide) -> str | None:
     """Why the slide's mpp is unusable (missing, not a positive number, implausible)."""
     where = "in the slide table" if slide.mpp_source == "override" else "in the file's metadata"
     if not slide.has_mpp:
-        raw = {k: v for k, v in slide.properties.items() if k.endswith((".mpp-x", ".mpp-y"))}
+        raw = {k: v for k, v in slide.properties.items() if k.lower().endswith(MPP_KEYS)}
         if raw and slide.mpp_source != "override":
             shown = ", ".join(f"{k}={v!r}" for k, v in sorted(raw.items()))
             return (

@@ -150,3 +150,17 @@ def test_close_mpps_scan_ok_and_implausible_ones_fail_saying_which(tmp_path):
     assert t.loc["GT450", "status"] == "failed"
     assert "outside the plausible" in t.loc["GT450", "message"]
     assert "file's metadata" in t.loc["GT450", "message"]
+
+
+def test_metadata_mpp_that_is_not_positive_is_named(tmp_path):
+    from scorpion_build.scan import _mpp_problem
+    from scorpion_build.slide import Slide
+
+    path = tmp_path / "zero.svs"
+    description = "Aperio Image Library v10.0.0\r\n256x256 (256x256) RGB|AppMag = 20|MPP = 0"
+    image = np.full((256, 256, 3), 200, np.uint8)
+    tifffile.imwrite(path, image, tile=(256, 256), photometric="rgb", description=description)
+    with Slide(path, reader="tiffslide") as slide:  # tiffslide keeps the vendor's MPP = 0
+        problem = _mpp_problem(slide)
+    assert "zero.svs: mpp in the file's metadata is not a positive number" in problem
+    assert "aperio.MPP=0" in problem and "`mpp` column" in problem

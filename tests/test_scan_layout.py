@@ -39,6 +39,12 @@ def test_real_export_folder_layout(tmp_path):
     _touch(root / "s1" / "empty")
     (root / "s1" / "empty_dir").mkdir()
     _touch(root / "s1" / "AT2_old.svs")
+    _touch(root / "s1" / "S360.vms")  # Hamamatsu VMS: its images and map are part of it
+    _touch(root / "s1" / "S360_x0_y0.jpg")
+    _touch(root / "s1" / "S360_map2.jpg")
+    _touch(root / "s1" / "S360.opt")
+    _touch(root / "s1" / "VS200.vsi")  # Olympus VSI: its _VS200_ folder is part of it
+    _touch(root / "s1" / "_VS200_" / "stack1" / "frame_t.ets")
     _touch(root / "s2" / "AT2.svs")
     _touch(root / "README.md")
 
@@ -50,6 +56,8 @@ def test_real_export_folder_layout(tmp_path):
         ("s1", "Philips"): "Philips.OME.TIFF",
         ("s1", "P1000"): "P1000.mrxs",
         ("s1", "DP200"): "level-0.dcm",
+        ("s1", "S360"): "S360.vms",
+        ("s1", "VS200"): "VS200.vsi",
         ("s2", "AT2"): "AT2.svs",
     }
     skipped = "\n".join(found.skipped)
@@ -60,7 +68,8 @@ def test_real_export_folder_layout(tmp_path):
     assert "empty: skipped, not a slide file (no extension)" in skipped
     assert "empty_dir: skipped, a folder that is neither" in skipped
     assert "README.md: skipped, not inside a slide folder" in skipped
-    assert "AT2_old.svs" not in skipped and "Slidedat" not in skipped
+    for part in ("AT2_old.svs", "Slidedat", "S360_", "S360.opt", "_VS200_"):
+        assert part not in skipped
     assert all("\n" not in note for note in found.skipped)  # one line each
     # a slide folder can be ignored as a whole, by its path under the root
     assert {r["slide_id"] for r in discover(root, ignore=("s2",)).rows} == {"s1"}

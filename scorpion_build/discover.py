@@ -41,6 +41,8 @@ SLIDE_SUFFIXES = (
 # Pictures scanners save next to a scan (slide label, macro/overview photo, thumbnail):
 # a name with one of these words as a separate token is not a scan of the tissue.
 AUX_IMAGE_WORDS = ("label", "macro", "overview", "thumbnail", "thumb", "preview")
+# Hamamatsu VMS/VMU: the index file names JPEG tiles, a map picture and an .opt file.
+VMS_PART_SUFFIXES = (".jpg", ".jpeg", ".opt")
 _AUX_RE = re.compile(r"(^|[^a-z0-9])(" + "|".join(AUX_IMAGE_WORDS) + r")([^a-z0-9]|$)")
 
 
@@ -109,7 +111,8 @@ def _parts_of_other_scans(entries: list[Path]) -> set[str]:
             parts |= {
                 e.name
                 for e in entries
-                if e != entry and e.is_file() and e.name.startswith((f"{stem}_", f"{stem}."))
+                if e.name.startswith((f"{stem}_", f"{stem}."))
+                and e.suffix.lower() in VMS_PART_SUFFIXES
             }
     return parts
 

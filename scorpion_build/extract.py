@@ -380,13 +380,13 @@ def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> l
             view = src_small.warp(m, config.size)
             sim = similarity(ref_small, view, config.mpp * REFINE_SCALE)
         tissue = patch_tissue_fraction(patch, view, config.mpp)
-        _warn_if_upsampled(row, m, slides[scanner], config.mpp)
         if sim < MIN_SIMILARITY and row["status"] == "ok":
             row.update(
                 status="warn",
                 message=f"patch does not match the reference patch "
                 f"(NCC {sim:.2f} < {MIN_SIMILARITY}); check the registration QC picture",
             )
+        _warn_if_upsampled(row, m, slides[scanner], config.mpp)
         row.update(
             patch_to_slide=geo.to_six(m), level=int(level), similarity=sim, tissue_fraction=tissue
         )

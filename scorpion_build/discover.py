@@ -74,7 +74,9 @@ def discover(root: str | os.PathLike, ignore: tuple[str, ...] = ()) -> Discovery
     for entry in sorted(root.iterdir()):
         if _ignored(entry, root, ignore):
             continue
-        if entry.is_dir():
+        if entry.name.startswith("."):  # .DS_Store, .snapshot/, editor and sync folders
+            found.skipped.append(f"{entry}: skipped, a hidden entry")
+        elif entry.is_dir():
             _discover_slide(entry, root, ignore, found)
         else:
             found.skipped.append(

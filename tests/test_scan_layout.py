@@ -47,6 +47,7 @@ def test_real_export_folder_layout(tmp_path):
     _touch(root / "s1" / "_VS200_" / "stack1" / "frame_t.ets")
     _touch(root / "s2" / "AT2.svs")
     _touch(root / "README.md")
+    _touch(root / ".snapshot" / "s1" / "AT2.svs")
 
     found = discover(root, ignore=("*_old.svs",))
     got = {(r["slide_id"], r["scanner"]): Path(r["path"]).name for r in found.rows}
@@ -68,6 +69,7 @@ def test_real_export_folder_layout(tmp_path):
     assert "empty: skipped, not a slide file (no extension)" in skipped
     assert "empty_dir: skipped, a folder that is neither" in skipped
     assert "README.md: skipped, not inside a slide folder" in skipped
+    assert ".snapshot: skipped, a hidden entry" in skipped
     for part in ("AT2_old.svs", "Slidedat", "S360_", "S360.opt", "_VS200_"):
         assert part not in skipped
     assert all("\n" not in note for note in found.skipped)  # one line each

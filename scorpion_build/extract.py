@@ -26,6 +26,7 @@ from scorpion_build.mpp import upsample_note
 from scorpion_build.parallel import run_tasks
 from scorpion_build.sample import (
     MIN_TISSUE_FRACTION,
+    field_too_small,
     joint_tissue_mask,
     region_tissue_fraction,
     sample_regions,
@@ -206,7 +207,7 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         notes.append(
             f"only {len(regions)} of {config.regions} non-overlapping {config.region_um:g} um "
             f"regions with >= {config.min_tissue:.0%} tissue common to all scans"
-            + _fit_hint(mask, mask_mpp, config.region_um)
+            + field_too_small(mask, mask_mpp, config.region_um)
         )
         if not rows:
             return [{**base, "region_index": -1, "status": "failed", "message": "; ".join(notes)}]
@@ -214,17 +215,6 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         for r in rows:
             r.update(status="warn", message="; ".join(notes))
     return rows
-
-
-def _fit_hint(mask: np.ndarray, mask_mpp: float, region_um: float) -> str:
-    """Why no region may fit: the scanned field is smaller than a region."""
-    field_um = min(mask.shape) * mask_mpp
-    if field_um >= region_um:
-        return ""
-    return (
-        f" (the scanned field, {field_um:.0f} um across, is smaller than --region-um "
-        f"{region_um:g}; lower --region-um)"
-    )
 
 
 # -- extraction -------------------------------------------------------------------------------

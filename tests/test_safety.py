@@ -109,6 +109,14 @@ def test_bad_regions_from_table_names_its_line(finished, tmp_path):
     assert _snapshot(finished) == before
 
 
+def test_run_refuses_a_bad_scheduler_before_touching_the_build(tmp_path):
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text(f"build: {tmp_path / 'b'}\nscan:\n  input: {tmp_path}\n")
+    result = _invoke("run", yaml, "--scheduler", "notanaddress")
+    assert result.exit_code == 2 and "invalid value for --scheduler" in result.output
+    assert not (tmp_path / "b").exists()
+
+
 def test_unreachable_scheduler_keeps_the_finished_store(build):
     before = _snapshot(build)
     result = _invoke("extract", build, *EXTRACT, "--force", "--scheduler", "tcp://127.0.0.1:9")

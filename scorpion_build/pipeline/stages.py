@@ -41,7 +41,7 @@ def run_synth(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.
     if o.scenario:
         kwargs["scenarios"] = tuple(Scenario.parse(text) for text in o.scenario)
     table = synthesize(synth_input(config), SynthConfig(**kwargs))
-    return {"scans": table.assign(status="ok")}
+    return {"slides": table.assign(status="ok")}
 
 
 def run_scan(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:

@@ -26,7 +26,6 @@ from scorpion_build.integrity import chunk_problem, patch_checksum
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import (
     BuildDir,
-    ensure_inside,
     order_columns,
     read_json,
     safe_name,
@@ -538,8 +537,7 @@ def extract_build(
     check_scheduler(scheduler)
     build = BuildDir.at(build_dir)
     with build_lock(build.root):
-        for path in (build.zarr, build.state / "extract", build.state / "extract-new"):
-            ensure_inside(build.root, path)  # never write through a link planted in BUILD
+        build.refuse_links(build.zarr, build.state / "extract", build.state / "extract-new")
         tasks, scanners, reference = slide_tasks(build)
         given = read_given_regions(regions_from, config.region_um) if regions_from else None
         key = _inputs_key(config, build, regions_from, tasks)

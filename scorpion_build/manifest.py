@@ -162,6 +162,12 @@ class BuildDir:
         """The command that (re)writes manifest ``name`` for this build."""
         return WRITERS.get(name, "scorpion-build").replace("BUILD", str(self.root))
 
+    def refuse_links(self, *paths: Path) -> None:
+        """Raise ``ValueError`` if writing to any of ``paths`` would follow a symbolic link
+        planted inside the build (see :func:`ensure_inside`)."""
+        for path in paths:
+            ensure_inside(self.root, path)
+
     def write(self, name: str, table: pd.DataFrame) -> Path:
         return write_parquet_atomic(table, ensure_inside(self.root, self.manifest(name)))
 

@@ -15,14 +15,7 @@ import numpy as np
 import pandas as pd
 
 from scorpion_build.lock import build_lock
-from scorpion_build.manifest import (
-    BuildDir,
-    ensure_inside,
-    order_columns,
-    read_json,
-    safe_name,
-    write_json_atomic,
-)
+from scorpion_build.manifest import BuildDir, order_columns, read_json, safe_name, write_json_atomic
 from scorpion_build.options import check_scheduler, check_workers
 from scorpion_build.parallel import run_tasks
 from scorpion_build.register.pair import (
@@ -118,8 +111,7 @@ def register_build(
     check_scheduler(scheduler)
     bdir = BuildDir.at(build)
     with build_lock(bdir.root):
-        for path in (bdir.qc / "register", bdir.state / "register"):
-            ensure_inside(bdir.root, path)  # never write through a link planted in BUILD
+        bdir.refuse_links(bdir.qc / "register", bdir.state / "register")
         slides = bdir.read("slides")
         reference = _scan_reference(slides, reference, bdir)
         return _register_all(bdir, slides, reference, config, workers, scheduler, force, progress)

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import cv2
 import pandas as pd
-import zarr
 
-from scorpion_build.integrity import checked_reader
+from scorpion_build.integrity import checked_reader, open_patch_array
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir, ensure_inside, safe_name
 from scorpion_build.options import OptionError, check_choice, check_number
@@ -82,9 +81,8 @@ def export_release(
 def _write_release(
     build: BuildDir, patches: pd.DataFrame, out: Path, fmt: str, quality: int
 ) -> pd.DataFrame:
-    group = zarr.open_group(str(build.zarr), mode="r")
-    scanners = list(group.attrs["scanners"])
-    read = checked_reader(group["patches"], patches, scanners, str(build.root))
+    array, scanners = open_patch_array(build.zarr, build.root)
+    read = checked_reader(array, patches, scanners, str(build.root))
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpg" else []
     samples = (
         patches[["index", "slide_id", "sample_id", "region_index"]]

@@ -22,7 +22,7 @@ import zarr
 from scorpion_build import faults
 from scorpion_build import geometry as geo
 from scorpion_build.align import Correction, block_mean, estimate_correction, grey, similarity
-from scorpion_build.integrity import chunk_problem, patch_checksum
+from scorpion_build.integrity import chunk_problem, open_patch_array, patch_checksum
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import (
     BuildDir,
@@ -542,7 +542,7 @@ def extract_build(
         given = read_given_regions(regions_from, config.region_um) if regions_from else None
         key = _inputs_key(config, build, regions_from, tasks)
         final_state, staging = build.state / "extract", build.state / "extract-new"
-        in_place = not force and build.zarr.is_dir() and _stored_key(final_state) == key
+        in_place = not force and _stored_key(final_state) == key and _store_opens(build)
         if in_place:
             state, store = final_state, build.zarr
         else:
@@ -565,6 +565,15 @@ def extract_build(
         build.write("regions", regions)
         build.write("patches", patches)
     return regions, patches
+
+
+def _store_opens(build: BuildDir) -> bool:
+    """The finished store's metadata is intact (else a new store is built beside it)."""
+    try:
+        open_patch_array(build.zarr, build.root)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _stored_key(state: Path) -> str | None:

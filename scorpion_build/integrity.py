@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,25 @@ def patch_checksum(pixels: np.ndarray) -> str:
     patch, a quarter of a cryptographic hash's cost; it is not meant to resist tampering.
     """
     return format(zlib.crc32(np.ascontiguousarray(pixels).data.cast("B")), "08x")
+
+
+def open_patch_array(path: Path, build_root: Path | None = None):  # noqa: ANN201 - zarr.Array
+    """``patches.zarr/patches`` with its group attributes, or an error naming the store and
+    the command that rebuilds it when it is missing or its metadata is damaged."""
+    import zarr
+
+    fix = f"rebuild it with `scorpion-build extract {build_root or path.parent} --force`"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} not found; {fix}")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        array = group["patches"]
+        scanners = list(group.attrs["scanners"])
+    except Exception as exc:  # any metadata damage: a missing key, bad JSON, wrong node
+        raise CorruptPatchError(
+            f"{path} is damaged ({exc.__class__.__name__}: {exc}); {fix}"
+        ) from exc
+    return array, scanners
 
 
 def chunk_problem(array, n: int, s: int, checksum: str | None) -> str:  # noqa: ANN001 - zarr.Array

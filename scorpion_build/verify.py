@@ -12,9 +12,8 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import zarr
 
-from scorpion_build.integrity import chunk_problem
+from scorpion_build.integrity import chunk_problem, open_patch_array
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir, read_json
 
@@ -24,11 +23,7 @@ PROBLEM_COLUMNS = ["sample_id", "scanner", "index", "scanner_index", "problem"]
 def find_problems(build: BuildDir) -> tuple[int, pd.DataFrame]:
     """(number of patches checked, one row per patch that does not check out)."""
     patches = build.read("patches")
-    if not build.zarr.is_dir():
-        raise FileNotFoundError(
-            f"{build.zarr} not found; rebuild it with `scorpion-build extract {build.root}`"
-        )
-    arr = zarr.open_group(str(build.zarr), mode="r")["patches"]
+    arr, _ = open_patch_array(build.zarr, build.root)
     if "checksum" not in patches.columns:
         raise ValueError(
             f"{build.manifest('patches')} has no checksum column (written by an older version); "

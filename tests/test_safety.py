@@ -404,6 +404,19 @@ def test_truncated_manifest_names_file_and_command(build):
     )
 
 
+def test_damaged_store_metadata_is_one_line_and_a_rerun_rebuilds_it(build):
+    good = _snapshot(build / "patches.zarr")
+    (build / "patches.zarr" / "patches" / "zarr.json").write_text("{cut sho")
+    _one_line_error(
+        _invoke("export", build, build.parent / "out"),
+        f"{build / 'patches.zarr'} is damaged",
+        f"scorpion-build extract {build} --force",
+    )
+    result = _invoke("extract", build, *EXTRACT)
+    assert result.exit_code == 0, result.output
+    assert _snapshot(build / "patches.zarr") == good
+
+
 def test_invalid_json_next_to_checkpoints_is_recomputed(build):
     before = zarr.open_group(str(build / "patches.zarr"), mode="r")["patches"][:]
     (build / ".state" / "extract" / "config.json").write_text("{not json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -106,14 +107,15 @@ def command(
     and class; reports the average and minimum over pairs (the SCORPION paper's numbers),
     per-class tables, the failure rate and bootstrap intervals.
     """
-    from scorpion_build.bench.layout import DataError
     from scorpion_build.bench.report import fmt_interval, fmt_number
     from scorpion_build.benchmark import run_benchmark
-    from scorpion_build.models import CheckpointError
+    from scorpion_build.lock import build_lock
 
     if (model is None) == (predictions is None):
         raise click.UsageError("pass exactly one of --model or --predictions")
-    try:
+    # a build being read must not be rewritten meanwhile: hold its lock (if it is a build)
+    holder = build_lock(data, readonly_ok=True) if (data / "manifests").is_dir() else nullcontext()
+    with holder:
         result = run_benchmark(
             data,
             out_dir,
@@ -131,8 +133,6 @@ def command(
             force=force,
             progress=not quiet,
         )
-    except (DataError, CheckpointError) as exc:
-        raise click.ClickException(str(exc)) from exc
     report = result.report
     click.echo(
         f"{report['n_samples']} samples x {len(report['scanners'])} scanners "

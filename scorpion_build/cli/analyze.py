@@ -46,10 +46,13 @@ def command(
     registration and alignment QC, benchmark results) and write BUILD/report/index.html."""
     from scorpion_build.analysis import analyze_build  # heavy imports only when run
     from scorpion_build.lock import build_lock
+    from scorpion_build.manifest import BuildDir
 
     if weights is not None and features == "none":
         raise click.UsageError("--weights is only used with --features resnet50")
     with build_lock(build):
+        bd = BuildDir.at(build)
+        bd.refuse_links(bd.report, bd.root / "analysis")
         path = analyze_build(
             build,
             features=features,

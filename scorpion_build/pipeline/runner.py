@@ -24,7 +24,7 @@ import pandas as pd
 
 from scorpion_build.errors import error_line
 from scorpion_build.lock import build_lock
-from scorpion_build.manifest import read_json, write_json_atomic
+from scorpion_build.manifest import BuildDir, read_json, write_json_atomic
 from scorpion_build.options import check_scheduler
 from scorpion_build.pipeline.config import STAGES, PipelineConfig
 from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
@@ -170,6 +170,7 @@ def run_pipeline(
     selected = select_stages(config, start, until)
     scheduler = scheduler or config.scheduler
     check_scheduler(scheduler)
+    BuildDir.at(build).refuse_links(state, build / "logs")  # no writes through planted links
     results: list[StageResult] = []
     with (
         build_lock(build),

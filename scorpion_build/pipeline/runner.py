@@ -170,7 +170,8 @@ def run_pipeline(
     selected = select_stages(config, start, until)
     scheduler = scheduler or config.scheduler
     check_scheduler(scheduler)
-    BuildDir.at(build).refuse_links(state, build / "logs")  # no writes through planted links
+    bd = BuildDir.at(build)
+    bd.refuse_links(bd.state / "stages", bd.root / "logs")  # no writes through planted links
     results: list[StageResult] = []
     with (
         build_lock(build),

@@ -61,9 +61,10 @@ def export_release(
     build = BuildDir.at(build_dir)
     out = Path(out_dir).expanduser().absolute()
     check_destination(out)
-    inside = out.is_relative_to(build.root)
+    real = out.parent.resolve() / out.name  # the folder's real place, the link itself kept
+    inside = real.is_relative_to(build.root)
     if inside:
-        ensure_inside(build.root, out)
+        ensure_inside(build.root, real)
     with build_lock(build.root, readonly_ok=not inside):
         patches = build.read("patches")
         out.parent.mkdir(parents=True, exist_ok=True)

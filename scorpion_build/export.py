@@ -32,7 +32,9 @@ def check_export_options(fmt: str, quality: int) -> None:
 
 def check_destination(out: Path) -> None:
     """``out`` must be absent, empty, or a previous export (it has ``index.csv``)."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():
+        raise OptionError("out_dir", str(out), "is a symbolic link; export into a real folder")
+    if out.exists() and not out.is_dir():
         raise OptionError("out_dir", str(out), "exists and is not a folder; choose a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "index.csv").is_file():
         raise OptionError(

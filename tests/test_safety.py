@@ -283,6 +283,16 @@ def test_no_write_through_a_symlink_inside_build(build, tmp_path):
     assert not any(outside.iterdir())
 
 
+def test_export_does_not_follow_a_linked_release_folder(finished, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = tmp_path / "release"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    result = _invoke("export", finished, link)
+    assert result.exit_code == 2 and "is a symbolic link" in result.output
+    assert not any(elsewhere.iterdir())
+
+
 def test_export_refuses_a_foreign_folder_and_replaces_its_own(finished, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 import scorpion_build
+from scorpion_build import palette
 from scorpion_build.analysis import cache
 from scorpion_build.analysis import features as feat
 from scorpion_build.analysis.data import PatchStore, PatchStoreError, open_patches
@@ -37,6 +38,8 @@ from scorpion_build.analysis.stats import (
 from scorpion_build.manifest import BuildDir
 from scorpion_build.report import summary
 from scorpion_build.report.html import render_report
+from scorpion_build.report.scans import scan_rows
+from scorpion_build.report.slidemaps import write_slide_maps
 
 MONTAGE_SAMPLES = 4
 MAX_FLAGGED_IMAGES = 60  # every flagged patch is listed; only this many get a picture
@@ -119,6 +122,12 @@ def analyze_build(
             for p in summary.problems(tables[n], n)
         ],
         "matrix": summary.slide_matrix(tables),
+        "scans": scan_rows(tables["slides"]),
+        "palette": {
+            "status": {k: palette.hex_colour(v) for k, v in palette.STATUS_RGB.items()},
+            "outline": palette.hex_colour(palette.TISSUE_OUTLINE_RGB),
+        },
+        "slide_maps": _slide_maps(bd, tables, say),
         "registrations": summary.registration_rows(tables["registrations"], bd),
         "store_error": None,
         "alignment": None,
@@ -145,6 +154,17 @@ def analyze_build(
         context["features"] = {"skipped": True}
     context["benchmark"] = summary.load_benchmark(bench, figures / "benchmark")
     return render_report(context, bd.report / "index.html")
+
+
+def _slide_maps(bd: BuildDir, tables: dict, say: Log) -> list[dict[str, Any]]:
+    """The slide maps in ``BUILD/qc/slides/``, with paths relative to the report."""
+    if tables["regions"] is not None:
+        say(f"slide maps of {tables['regions']['slide_id'].nunique()} slides")
+    maps = write_slide_maps(bd.root, tables)
+    for entry in maps:
+        path = entry.pop("path")
+        entry["src"] = summary.report_src(path, bd) if path else None
+    return maps
 
 
 def _rel(path: Path, report: Path) -> str:

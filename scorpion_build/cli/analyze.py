@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import device_option, force_option
+from scorpion_build.cli.common import device_option, force_option, log_options
 
 
 @click.command("analyze")
@@ -34,6 +34,7 @@ from scorpion_build.cli.common import device_option, force_option
 )
 @device_option
 @force_option
+@log_options("build")
 def command(
     build: Path,
     features: str,

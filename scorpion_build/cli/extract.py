@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import force_option, parallel_options, summarize_and_exit
+from scorpion_build.cli.common import (
+    force_option,
+    log_options,
+    parallel_options,
+    summarize_and_exit,
+)
 from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_build
 
 
@@ -38,6 +43,7 @@ from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_b
 )
 @parallel_options
 @force_option
+@log_options("build")
 def command(
     build: Path,
     regions: int,

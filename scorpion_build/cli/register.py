@@ -8,6 +8,7 @@ import click
 
 from scorpion_build.cli.common import (
     force_option,
+    log_options,
     parallel_options,
     summarize_and_exit,
 )
@@ -51,6 +52,7 @@ from scorpion_build.register import METHODS, RegisterConfig, register_build
 )
 @parallel_options
 @force_option
+@log_options("build")
 def command(
     build: Path,
     reference: str | None,

@@ -7,6 +7,7 @@ report instead); expensive arrays (channel statistics, features, UMAP) are cache
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -68,7 +69,8 @@ def analyze_build(
     Parameters
     ----------
     build : path
-        Build directory (DESIGN.md 3.3). Any manifest, and the patch store, may be missing.
+        Build directory (docs/contracts.md section 3). Any manifest, and the patch store,
+        may be missing.
     features : {"resnet50", "none"}
         Feature-level analysis with a torchvision ResNet50, or skip it.
     weights : path, optional
@@ -84,7 +86,7 @@ def analyze_build(
     force : bool
         Recompute cached statistics, features and embeddings.
     log : callable, optional
-        Receives one-line progress messages.
+        Receives one-line progress messages (default: this module's logger, INFO).
 
     Returns
     -------
@@ -93,7 +95,7 @@ def analyze_build(
     """
     if features not in feat.FEATURE_CHOICES:
         raise ValueError(f"features must be one of {feat.FEATURE_CHOICES}, got {features!r}")
-    say = log or (lambda _msg: None)
+    say = log or logging.getLogger(__name__).info
     bd = BuildDir.at(build)
     if not bd.root.is_dir():
         raise FileNotFoundError(f"{bd.root} is not a build directory; run `scorpion-build scan`")

@@ -21,24 +21,13 @@ from matplotlib.patches import Patch
 from scorpion_build.bench.predictions import MISSING, Predictions
 from scorpion_build.bench.sources import PatchSource
 from scorpion_build.metrics import ConsistencySummary
+from scorpion_build.palette import CLASS_RGB
 
 OVERLAY_ALPHA = 0.45
 MONTAGE_GAP_PX = 6
-# class 0 (background) stays uncoloured so the tissue under it remains visible
-CLASS_COLOURS = np.array(
-    [
-        (0, 0, 0),
-        (228, 26, 28),
-        (55, 126, 184),
-        (77, 175, 74),
-        (152, 78, 163),
-        (255, 127, 0),
-        (255, 255, 51),
-        (166, 86, 40),
-        (247, 129, 191),
-    ],
-    np.uint8,
-)
+# class 0 (background) stays uncoloured so the tissue under it remains visible; the others
+# are colour-blind-safe colours that stand out on H&E (see scorpion_build.palette)
+CLASS_COLOURS = CLASS_RGB
 
 
 def write_outputs(
@@ -224,11 +213,14 @@ def plot_heatmap(summary: ConsistencySummary, path: Path) -> Path:
 
 
 def overlay(image: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Blend class colours onto an RGB patch; class 0 and MISSING pixels stay as they are."""
+    """Blend class colours onto an RGB patch and draw each class's boundary in full colour
+    (so a class reads on any stain); class 0 and MISSING pixels stay as they are."""
     colours = CLASS_COLOURS[np.minimum(label, len(CLASS_COLOURS) - 1)]
     mask = ((label > 0) & (label != MISSING))[..., None]
     blended = image * (1 - OVERLAY_ALPHA) + colours * OVERLAY_ALPHA
-    return np.where(mask, blended, image).astype(np.uint8)
+    out = np.where(mask, blended, image)
+    edge = cv2.morphologyEx(label.astype(np.uint16), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    return np.where((edge > 0)[..., None] & mask, colours, out).astype(np.uint8)
 
 
 def plot_montage(

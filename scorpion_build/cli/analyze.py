@@ -59,7 +59,6 @@ def command(
             benchmark_dir=benchmark_dir,
             device=device,
             force=force,
-            log=lambda msg: click.echo(msg, err=True),
         )
     except (WeightsError, PatchStoreError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

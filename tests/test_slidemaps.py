@@ -156,7 +156,7 @@ def test_unreadable_reference_is_a_note_not_a_crash(build, tmp_path):
 
 
 def test_orientation_words():
-    assert describe_orientation(0) == "as the reference"
+    assert describe_orientation(0) == "same orientation as the reference"
     assert describe_orientation(3) == "turned 270 deg"
     assert describe_orientation(4) == "mirrored"
     assert describe_orientation(6) == "mirrored, turned 180 deg"

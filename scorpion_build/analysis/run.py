@@ -38,6 +38,7 @@ from scorpion_build.analysis.stats import (
 )
 from scorpion_build.manifest import BuildDir
 from scorpion_build.report import summary
+from scorpion_build.report.check import check_pictures
 from scorpion_build.report.html import render_report
 from scorpion_build.report.scans import scan_rows
 from scorpion_build.report.slidemaps import write_slide_maps
@@ -155,7 +156,10 @@ def analyze_build(
     if features == "none":
         context["features"] = {"skipped": True}
     context["benchmark"] = summary.load_benchmark(bench, figures / "benchmark")
-    return render_report(context, bd.report / "index.html")
+    page = render_report(context, bd.report / "index.html")
+    for problem in check_pictures(page):
+        logging.getLogger(__name__).warning("report picture %s", problem)
+    return page
 
 
 def _slide_maps(bd: BuildDir, tables: dict, say: Log) -> list[dict[str, Any]]:

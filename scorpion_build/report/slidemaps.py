@@ -35,7 +35,7 @@ PANEL_IN = 4.2  # panel width, inches at 100 dpi
 COLUMNS = 3
 _SEVERITY = {"ok": 0, "warn": 1, "failed": 2}
 ORIENTATIONS = {
-    0: "as the reference",
+    0: "same orientation as the reference",
     1: "turned 90 deg",
     2: "turned 180 deg",
     3: "turned 270 deg",
@@ -162,7 +162,7 @@ def draw_slide_map(slide_id: str, panels: list[Panel], path: Path) -> Path:
     """Draw ``panels`` in a grid with a status legend; write the PNG at ``path``."""
     rows = -(-len(panels) // COLUMNS)
     cols = min(COLUMNS, len(panels))
-    fig = Figure(figsize=(PANEL_IN * cols, PANEL_IN * 0.85 * rows + 0.7), dpi=100)
+    fig = Figure(figsize=(PANEL_IN * cols, PANEL_IN * 0.85 * rows + 1.1), dpi=100)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, panel in zip(axes, panels, strict=False):
         _draw_panel(ax, panel)
@@ -176,7 +176,7 @@ def draw_slide_map(slide_id: str, panels: list[Panel], path: Path) -> Path:
     handles.append(Line2D([], [], color=mpl(TISSUE_OUTLINE_RGB), lw=2, label="tissue outline"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
     fig.suptitle(f"slide {slide_id}: regions on every scan (dot: region's top-left corner)")
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.45 / fig.get_figheight(), wspace=0.04)
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.8 / fig.get_figheight(), wspace=0.04)
     fig.subplots_adjust(bottom=0.45 / fig.get_figheight(), hspace=0.18)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -216,7 +216,7 @@ def _draw_panel(ax, panel: Panel) -> None:  # noqa: ANN001 - a matplotlib Axes
             str(box.index),
             ha="center",
             va="center",
-            fontsize=8,
+            fontsize=9,
             fontweight="bold",
             color=colour,
             path_effects=halo,
@@ -231,8 +231,9 @@ def write_slide_maps(build: str | Path, tables: dict[str, pd.DataFrame | None]) 
     Returns
     -------
     list of dict
-        Per slide: ``slide_id``, ``path`` (the PNG, or None), ``regions`` (count) and
-        ``note`` (why there is no picture, or which scans could not be drawn).
+        Per slide: ``slide_id``, ``path`` (the PNG, or None), ``regions`` (count),
+        ``counts`` (regions per status), ``scans`` (panels drawn) and ``note`` (why there is
+        no picture, or which scans could not be drawn).
     """
     bd = BuildDir.at(build)
     out = bd.qc / "slides"
@@ -242,13 +243,17 @@ def write_slide_maps(build: str | Path, tables: dict[str, pd.DataFrame | None]) 
     maps = []
     for slide_id in sorted(regions["slide_id"].unique()):
         panels = slide_panels(slide_id, tables)
-        entry = {"slide_id": slide_id, "path": None, "regions": 0, "note": ""}
+        entry = {"slide_id": slide_id, "path": None, "regions": 0, "scans": 0, "note": ""}
+        entry["counts"] = {}
         maps.append(entry)
         if not panels or panels[0].rgb is None:
             entry["note"] = panels[0].caption if panels else "no reference scan in the manifest"
             log.warning("slide map of %s not drawn: %s", slide_id, entry["note"])
             continue
         entry["regions"] = len(panels[0].boxes)
+        entry["scans"] = sum(p.rgb is not None for p in panels)
+        statuses = [b.status for b in panels[0].boxes]
+        entry["counts"] = {s: statuses.count(s) for s in STATUS_RGB}
         entry["path"] = draw_slide_map(slide_id, panels, out / f"{slide_id}.png")
         missing = [p.caption for p in panels if p.rgb is None]
         entry["note"] = "; ".join(missing)

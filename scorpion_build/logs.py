@@ -117,6 +117,7 @@ def session(
     folder: str | os.PathLike | None = None,
     verbosity: int = NORMAL,
     console: bool = True,
+    details: str | None = None,
 ) -> Iterator[FolderLog]:
     """Route the package's log records to the console and to one log file for this run.
 
@@ -131,6 +132,7 @@ def session(
     verbosity : -1 quiet (warnings and errors only, no progress), 0 normal, 1 ``-v``
         (debug lines on the console), 2 ``-vv``.
     console : also print to stderr (False for library calls, which log to the file only).
+    details : what the command was given, for the log's first line (default: ``sys.argv``).
     """
     if _active:
         if folder is not None:
@@ -158,7 +160,8 @@ def session(
     if folder is not None:
         file.set_folder(folder)
     started = time.perf_counter()
-    logging.getLogger(FILE_ONLY).info("scorpion-build %s: %s", command, " ".join(sys.argv[1:]))
+    first = details if details is not None else " ".join(sys.argv[1:])
+    logging.getLogger(FILE_ONLY).info("scorpion-build %s: %s", command, first)
     try:
         yield file
     except BaseException as exc:

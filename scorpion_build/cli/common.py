@@ -62,7 +62,8 @@ def log_options(folder: str | None = None) -> Callable[[Callable], Callable]:
             name = click.get_current_context().info_name or func.__name__
             where = kwargs.get(folder) if folder else None
             level = logs.QUIET if quiet else min(verbose, logs.DEBUG)
-            with logs.session(name, where, level):
+            given = ", ".join(f"{k}={v}" for k, v in kwargs.items() if v not in (None, ()))
+            with logs.session(name, where, level, details=given):
                 return func(*args, **kwargs)
 
         wrapper = click.option(
@@ -99,11 +100,12 @@ def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> N
 
 
 def group_line(group: dict) -> str:
-    """``9 x message: item, item, ... (+3 more)`` for a group from ``group_messages``."""
-    items = group["items"]
+    """One terminal line for a group from ``group_messages``: ``item: message`` for one
+    item, ``message (9 items: a, b, ... and 3 more, all in the log)`` for several."""
+    items, message = group["items"], group["message"] or group["status"]
+    if len(items) == 1:
+        return f"{items[0]}: {message}"
     named = ", ".join(items[:SHOWN_ITEMS])
-    more = ""
     if len(items) > SHOWN_ITEMS:
-        more = f" (+{len(items) - SHOWN_ITEMS} more, all in the log)"
-    count = f"{group['count']} x " if group["count"] > 1 else ""
-    return f"{count}{group['message'] or group['status']}: {named}{more}"
+        named += f" and {len(items) - SHOWN_ITEMS} more, all in the log"
+    return f"{message} ({len(items)} items: {named})"

@@ -8,6 +8,7 @@ import click
 
 from scorpion_build.cli.common import (
     force_option,
+    log,
     log_options,
     parallel_options,
     summarize_and_exit,
@@ -81,9 +82,12 @@ def command(
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     n = patches["index"].nunique() if len(patches) else 0
-    click.echo(
-        f"{n} samples x {patches['scanner'].nunique() if n else 0} scanners at "
-        f"{config.mpp:.5g} um/px -> {build / 'patches.zarr'}"
+    log.info(
+        "%d samples x %d scanners at %.5g um/px -> %s",
+        n,
+        patches["scanner"].nunique() if n else 0,
+        config.mpp,
+        build / "patches.zarr",
     )
     summarize_and_exit(regions_df, "regions", ["slide_id", "region_index"])
     summarize_and_exit(patches, "patches", ["sample_id", "scanner"])

@@ -8,6 +8,7 @@ import click
 
 from scorpion_build.cli.common import (
     force_option,
+    log,
     log_options,
     parallel_options,
     summarize_and_exit,
@@ -84,5 +85,5 @@ def command(
         )
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"registrations -> {build / 'manifests' / 'registrations.parquet'}")
+    log.info("registrations -> %s", build / "manifests" / "registrations.parquet")
     summarize_and_exit(table, "register", ["slide_id", "scanner"])

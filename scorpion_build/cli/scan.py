@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import log_options, reference_option, summarize_and_exit
+from scorpion_build.cli.common import log, log_options, reference_option, summarize_and_exit
 from scorpion_build.manifest import BuildDir
 from scorpion_build.scan import SlideTableError, scan
 
@@ -46,9 +46,12 @@ def command(source: Path | None, build: Path | None, show: Path | None, referenc
         raise click.ClickException(str(exc)) from exc
     path = BuildDir.at(build).write("slides", table)
     scanners = sorted(table["scanner"].unique())
-    click.echo(
-        f"{table['slide_id'].nunique()} slides x scanners {', '.join(scanners)} "
-        f"(reference {reference}) -> {path}"
+    log.info(
+        "%d slides x scanners %s (reference %s) -> %s",
+        table["slide_id"].nunique(),
+        ", ".join(scanners),
+        reference,
+        path,
     )
     summarize_and_exit(table, "scan", ["slide_id", "scanner"])
 

@@ -89,5 +89,17 @@ def command(
         config.mpp,
         build / "patches.zarr",
     )
+    _slide_maps(build)
     summarize_and_exit(regions_df, "regions", ["slide_id", "region_index"])
     summarize_and_exit(patches, "patches", ["sample_id", "scanner"])
+
+
+def _slide_maps(build: Path) -> None:
+    """Where the regions landed on every scan, in BUILD/qc/slides/ (also in the report)."""
+    from scorpion_build.manifest import BuildDir
+    from scorpion_build.report.slidemaps import write_slide_maps
+    from scorpion_build.report.summary import load_manifests
+
+    maps = write_slide_maps(build, load_manifests(BuildDir.at(build)))
+    drawn = sum(m["path"] is not None for m in maps)
+    log.info("%d slide maps -> %s", drawn, BuildDir.at(build).qc / "slides")

@@ -166,7 +166,13 @@ def run_pipeline(
                 },
                 record_file,
             )
-            log.info("stage %s done: %s", stage, res.line())
+            items = sum(res.counts.values())
+            log.info(
+                "stage %s done: %s; %.2f s per item",
+                stage,
+                res.line().split(None, 1)[1].strip(),
+                res.seconds / max(items, 1),
+            )
         echo("\nsummary")
         for res in results:
             echo("  " + res.line())

@@ -195,7 +195,7 @@ def plot_similarity(
     return path
 
 
-def write_pair_image(store: PatchStore, n: int, s: int, path: Path, tile_px: int = 160) -> Path:
+def write_pair_image(store: PatchStore, n: int, s: int, path: Path, tile_px: int = 224) -> Path:
     """Reference patch beside one scanner's patch of the same sample, as a PNG."""
     gap = np.full((tile_px, 6, 3), 255, np.uint8)
     tiles = []

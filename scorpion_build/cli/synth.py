@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import log_options, reference_option, seed_option
+from scorpion_build.cli.common import log, log_options, reference_option, seed_option
 
 
 def _scanner_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -104,7 +104,7 @@ def command(
             patch_px=opts["patch_px"],
             patch_mpp=opts["patch_mpp"],
         )
-        table = synthesize(out_dir, config, progress=lambda msg: click.echo(f"  {msg}"))
+        table = synthesize(out_dir, config, progress=lambda msg: log.info("  %s", msg))
     except (SynthConfigError, TextureError) as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib import patheffects
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
@@ -25,7 +26,7 @@ from matplotlib.patches import Polygon
 from scorpion_build import geometry as geo
 from scorpion_build.manifest import BuildDir
 from scorpion_build.palette import STATUS_RGB, TISSUE_OUTLINE_RGB, WHITE, mpl
-from scorpion_build.register.thumbs import read_view
+from scorpion_build.register.thumbs import View, read_view
 from scorpion_build.slide import Slide, SlideError
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def _matrix(scan: pd.Series, regs: pd.DataFrame, is_ref: bool) -> tuple[Any, str
     )
 
 
-def _thumbnail(scan: pd.Series):  # noqa: ANN202 - a register.thumbs.View
+def _thumbnail(scan: pd.Series) -> View:
     mpp = (float(scan["mpp_x"]), float(scan["mpp_y"]))
     with Slide(scan["path"], mpp=mpp) as slide:
         view_mpp = max(slide.size_um()) / MAP_LONG_SIDE_PX
@@ -183,7 +184,7 @@ def draw_slide_map(slide_id: str, panels: list[Panel], path: Path) -> Path:
     return path
 
 
-def _draw_panel(ax, panel: Panel) -> None:  # noqa: ANN001 - a matplotlib Axes
+def _draw_panel(ax: Axes, panel: Panel) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(panel.caption, fontsize=9, wrap=True)

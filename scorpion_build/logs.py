@@ -166,8 +166,10 @@ def session(
         yield file
     except BaseException as exc:
         if not isinstance(exc, SystemExit) or exc.code not in (0, None):
+            # a usage error (it carries an exit code) needs no traceback; anything else does
+            trace = not isinstance(exc, SystemExit) and not hasattr(exc, "exit_code")
             logging.getLogger(FILE_ONLY).error(
-                "%s stopped: %s", command, exc or exc.__class__.__name__, exc_info=True
+                "%s stopped: %s", command, exc or exc.__class__.__name__, exc_info=trace
             )
         raise
     finally:

@@ -29,10 +29,27 @@ from scorpion_build.scan import SlideTableError, scan
     "levels, size; overrides and problems flagged) and exit.",
 )
 @reference_option
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="GLOB",
+    help="Directory SOURCE: drop entries whose name or path under SOURCE matches (repeatable).",
+)
 @log_options("build")
-def command(source: Path | None, build: Path | None, show: Path | None, reference: str) -> None:
+def command(
+    source: Path | None,
+    build: Path | None,
+    show: Path | None,
+    reference: str,
+    ignore: tuple[str, ...],
+) -> None:
     """Inspect every scan listed in SOURCE (a directory {slide_id}/{scanner}.{ext} or a CSV
-    with columns slide_id,scanner,path[,mpp]) and write the slides manifest."""
+    with columns slide_id,scanner,path[,mpp]) and write the slides manifest; with
+    --show BUILD, print what was read from every scan of BUILD instead.
+
+    In a directory, X.ome.tif gives scanner X, X.mrxs with its folder X/ is one scan, a folder
+    of .dcm files is one DICOM scan; label/overview pictures and other files are skipped with
+    a note (docs/own-dataset.md)."""
     if show is not None:
         if source is not None or build is not None:
             raise click.UsageError("--show BUILD only prints; give no SOURCE or --out with it")
@@ -40,10 +57,13 @@ def command(source: Path | None, build: Path | None, show: Path | None, referenc
         return
     if source is None or build is None:
         raise click.UsageError("give SOURCE and -o/--out BUILD (or --show BUILD)")
+    skipped: list[str] = []
     try:
-        table = scan(source, reference=reference)
+        table = scan(source, reference=reference, ignore=ignore, skipped=skipped)
     except SlideTableError as exc:
         raise click.ClickException(str(exc)) from exc
+    for note in skipped:
+        log.info("  note: %s", note)
     path = BuildDir.at(build).write("slides", table)
     scanners = sorted(table["scanner"].unique())
     log.info(

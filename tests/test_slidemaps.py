@@ -147,6 +147,16 @@ def test_slide_map_written_in_qc(build):
     assert image is not None and image.shape[1] >= 1000 and image.std() > 20
 
 
+def test_a_region_with_no_place_is_left_out(build):
+    _, slide_id, tables = build
+    regions = tables["regions"]
+    unplaced = regions.iloc[:1].assign(
+        region_index=99, x_um=np.nan, y_um=np.nan, status="failed", message="no region fits"
+    )
+    panels = slide_panels(slide_id, {**tables, "regions": pd.concat([regions, unplaced])})
+    assert all(len(p.boxes) == len(regions) for p in panels)
+
+
 def test_unreadable_reference_is_a_note_not_a_crash(build, tmp_path):
     bd, slide_id, tables = build
     slides = tables["slides"].copy()

@@ -91,6 +91,9 @@ def slide_panels(slide_id: str, tables: dict[str, pd.DataFrame | None]) -> list[
         return []
     ref = ref_rows.iloc[0]
     regions = _rows(tables.get("regions"), slide_id).sort_values("region_index")
+    # a failed region may have no place (no region fitted the slide): nothing to draw
+    placed = regions[["x_um", "y_um", "region_um"]].apply(pd.to_numeric, errors="coerce")
+    regions = regions[np.isfinite(placed.to_numpy(float)).all(axis=1)]
     regs = _rows(tables.get("registrations"), slide_id).set_index("scanner")
     status = _patch_status(tables.get("patches"), slide_id)
     ref_mpp = (float(ref["mpp_x"]), float(ref["mpp_y"]))
@@ -119,7 +122,8 @@ def slide_panels(slide_id: str, tables: dict[str, pd.DataFrame | None]) -> list[
 
 def _rows(table: pd.DataFrame | None, slide_id: str) -> pd.DataFrame:
     if table is None:
-        return pd.DataFrame(columns=["slide_id", "scanner", "region_index", "status"])
+        columns = ["slide_id", "scanner", "region_index", "x_um", "y_um", "region_um", "status"]
+        return pd.DataFrame(columns=columns)
     return table[table["slide_id"] == slide_id]
 
 
@@ -243,10 +247,15 @@ def write_slide_maps(build: str | Path, tables: dict[str, pd.DataFrame | None]) 
         return []
     maps = []
     for slide_id in sorted(regions["slide_id"].unique()):
-        panels = slide_panels(slide_id, tables)
         entry = {"slide_id": slide_id, "path": None, "regions": 0, "scans": 0, "note": ""}
         entry["counts"] = {}
         maps.append(entry)
+        try:
+            panels = slide_panels(slide_id, tables)
+        except Exception as exc:  # a picture must never stop the command that draws it
+            entry["note"] = f"cannot draw the map ({exc.__class__.__name__}: {exc})"
+            log.warning("slide map of %s not drawn: %s", slide_id, entry["note"], exc_info=True)
+            continue
         if not panels or panels[0].rgb is None:
             entry["note"] = panels[0].caption if panels else "no reference scan in the manifest"
             log.warning("slide map of %s not drawn: %s", slide_id, entry["note"])

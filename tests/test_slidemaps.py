@@ -171,3 +171,15 @@ def test_orientation_words():
     assert describe_orientation(4) == "mirrored"
     assert describe_orientation(6) == "mirrored, turned 180 deg"
     assert describe_orientation(float("nan")) == ""
+
+
+def test_an_unregistered_scan_is_shown_without_boxes_and_named(build, tmp_path):
+    _, slide_id, tables = build
+    regs = tables["registrations"].copy()
+    regs.loc[regs["scanner"] == "GT450", ["status", "message"]] = ["failed", "too few inliers"]
+    maps = write_slide_maps(tmp_path, {**tables, "registrations": regs})
+    assert maps[0]["path"] is not None
+    assert maps[0]["note"] == "GT450: not registered, so no regions drawn"
+    panels = {p.scanner: p for p in slide_panels(slide_id, {**tables, "registrations": regs})}
+    assert panels["GT450"].rgb is not None and panels["GT450"].boxes == []
+    assert len(panels["DP200"].boxes) == len(tables["regions"])

@@ -105,14 +105,17 @@ def slide_panels(slide_id: str, tables: dict[str, pd.DataFrame | None]) -> list[
         matrix, caption = _matrix(scan, regs, is_ref)
         panel = Panel(scan["scanner"], caption, reference=is_ref)
         panels.append(panel)
-        if matrix is None:
-            continue
+        if scan["status"] == "failed":
+            continue  # its file could not be read when scanned
         try:
             view = _thumbnail(scan)
         except SlideError as exc:
             panel.caption = f"{scan['scanner']}: cannot read ({exc})"
             continue
+        # an unregistered scan is still shown, so a person sees why (blank, another slide)
         panel.rgb, panel.mask = view.rgb, view.mask
+        if matrix is None:
+            continue
         to_thumb = geo.compose(geo.invert(view.to_level0), matrix)
         for index, corners in corners0.items():
             worst = _worse(region_status[index], status.get((index, scan["scanner"]), "ok"))
@@ -147,7 +150,7 @@ def _matrix(scan: pd.Series, regs: pd.DataFrame, is_ref: bool) -> tuple[Any, str
     if is_ref:
         return geo.identity(), f"{name} (reference): tissue outlined, regions numbered"
     if name not in regs.index or regs.loc[name, "status"] == "failed":
-        return None, f"{name}: not registered, regions cannot be placed"
+        return None, f"{name}: not registered, so no regions drawn"
     row = regs.loc[name]
     how = describe_orientation(row.get("orientation"))
     status = "" if row["status"] == "ok" else f" ({row['status']})"
@@ -265,6 +268,7 @@ def write_slide_maps(build: str | Path, tables: dict[str, pd.DataFrame | None]) 
         statuses = [b.status for b in panels[0].boxes]
         entry["counts"] = {s: statuses.count(s) for s in STATUS_RGB}
         entry["path"] = draw_slide_map(slide_id, panels, out / f"{slide_id}.png")
-        missing = [p.caption for p in panels if p.rgb is None]
-        entry["note"] = "; ".join(missing)
+        # the scans shown without the regions, and why (their panel captions say it too)
+        unplaced = [p for p in panels[1:] if p.rgb is None or (entry["regions"] and not p.boxes)]
+        entry["note"] = "; ".join(p.caption for p in unplaced)
     return maps

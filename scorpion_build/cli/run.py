@@ -35,7 +35,7 @@ def command(
     )
     build = config.build_dir
     log_path = logs.use_folder(build)
-    click.echo(f"\nresults in {build}:")
+    echo(f"\nresults in {build}:")
     for label, rel in (
         ("log", log_path.relative_to(build) if log_path else None),
         ("manifests", "manifests"),
@@ -45,7 +45,7 @@ def command(
         ("report", "report/index.html"),
     ):
         if rel and (build / rel).exists():
-            click.echo(f"  {label:12s} {build / rel}")
+            echo(f"  {label:12s} {build / rel}")
     if any(r.failed for r in results):
         click.echo(
             f"some items failed: see the summary above and the log {log_path}",

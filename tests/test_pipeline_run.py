@@ -14,6 +14,7 @@ from helpers import kill_during_extract
 
 from scorpion_build.cli.main import main
 from scorpion_build.pipeline import load_config, run_pipeline
+from scorpion_build.report.check import check_pictures
 
 PIPELINE = """\
 build: {build}
@@ -73,7 +74,18 @@ def test_full_run_writes_every_output(first_run):
         "report/index.html",
     ):
         assert (build / rel).exists(), rel
-    assert len(list((build / "logs").glob("run-*.log"))) == 1
+    logs = list((build / "logs").glob("run-*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    # per-stage figures, and progress as plain lines (the test's output is not a terminal)
+    for stage in ("synth", "scan", "register", "extract", "export", "analyze"):
+        assert f"INFO    scorpion_build.file.pipeline: stage {stage} done: " in text, stage
+    assert "s per item" in text and "register: 1/1 tasks (100%)" in text and "\r" not in text
+    assert (build / "qc" / "slides" / "synth_000.png").is_file()
+    # the report shows it, and every picture the report shows is there and not blank
+    report = build / "report" / "index.html"
+    assert 'src="../qc/slides/synth_000.png"' in report.read_text()
+    assert check_pictures(report) == []
     assert "summary" in result.output and "report" in result.output
     patches = pd.read_parquet(build / "manifests" / "patches.parquet")
     assert len(patches) == 2 * 3 and (patches["status"] != "failed").all()
@@ -97,7 +109,8 @@ def test_summary_counts_every_stage_labelled(first_run):
 def test_warned_and_failed_rows_reach_summary_log_and_exit_code(caplog):
     import logging
 
-    from scorpion_build.pipeline.runner import StageResult, _counts, _log_problems
+    from scorpion_build import logs
+    from scorpion_build.pipeline.runner import StageResult, _counts, _item_keys, _tables
 
     regions = pd.DataFrame(
         {
@@ -108,14 +121,15 @@ def test_warned_and_failed_rows_reach_summary_log_and_exit_code(caplog):
         }
     )
     patches = pd.DataFrame({"sample_id": ["s1_r00"], "status": ["ok"], "message": [""]})
-    tables = {"regions": regions, "patches": patches}
+    tables = _tables({"regions": regions, "patches": patches})
     result = StageResult("extract", False, 1.0, _counts(tables))
     assert "regions: ok 0, warn 2, failed 1; patches: ok 1, warn 0, failed 0" in result.line()
     assert result.failed  # a slide that yields no sample fails the run
-    with caplog.at_level(logging.WARNING, logger="scorpion_build.pipeline"):
-        _log_problems("extract", tables)
+    with caplog.at_level(logging.WARNING):
+        for label, table in tables.items():  # as run_pipeline logs them
+            logs.log_items(table, f"extract {label}", _item_keys(table))
     assert len(caplog.records) == 3
-    assert "extract regions failed s2 -1: no tissue" in caplog.text
+    assert "extract regions s2 -1 failed: no tissue" in caplog.text
 
 
 def test_rerun_skips_unchanged_stages_and_changed_config_reruns_downstream(first_run):

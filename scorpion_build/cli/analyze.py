@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import GuardedCommand, device_option, force_option
+from scorpion_build.cli.common import GuardedCommand, device_option, force_option, log_options
 
 
 @click.command("analyze", cls=GuardedCommand)
@@ -34,6 +34,7 @@ from scorpion_build.cli.common import GuardedCommand, device_option, force_optio
 )
 @device_option
 @force_option
+@log_options("build")
 def command(
     build: Path,
     features: str,
@@ -60,6 +61,5 @@ def command(
             benchmark_dir=benchmark_dir,
             device=device,
             force=force,
-            log=lambda msg: click.echo(msg, err=True),
         )
     click.echo(f"report: {path}")

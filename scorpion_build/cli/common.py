@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 import pandas as pd
 
+from scorpion_build import logs
 from scorpion_build.errors import error_line
 from scorpion_build.options import OptionError
+from scorpion_build.report.summary import group_messages
 
 log = logging.getLogger("scorpion_build.cli")
+# items named per group in the terminal summary; the log file names every one
+SHOWN_ITEMS = 6
 # `--debug` or this variable: show tracebacks instead of one-line errors
 DEBUG_ENV = "SCORPION_BUILD_DEBUG"
 # exit codes: 0 all ok (warnings allowed), 1 failed items or an error, 2 bad options
@@ -51,19 +55,71 @@ def parallel_options(func: Callable) -> Callable:
     return workers_option(scheduler_option(func))
 
 
+def log_options(folder: str | None = None) -> Callable[[Callable], Callable]:
+    """``-v/--verbose`` and ``-q/--quiet``, and a log of this run in ``FOLDER/logs/``.
+
+    Parameters
+    ----------
+    folder : name of the command's parameter holding the build (or output) folder; None
+        when the command learns it later (it then calls :func:`scorpion_build.logs.use_folder`)
+        or writes no folder.
+    """
+
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args: object, verbose: int, quiet: bool, **kwargs: object) -> object:
+            if verbose and quiet:
+                raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+            name = click.get_current_context().info_name or func.__name__
+            where = kwargs.get(folder) if folder else None
+            level = logs.QUIET if quiet else min(verbose, logs.DEBUG)
+            given = ", ".join(f"{k}={v}" for k, v in kwargs.items() if v not in (None, ()))
+            with logs.session(name, where, level, details=given):
+                return func(*args, **kwargs)
+
+        wrapper = click.option(
+            "-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress."
+        )(wrapper)
+        return click.option(
+            "-v", "--verbose", count=True, help="More detail on the terminal (-vv: all)."
+        )(wrapper)
+
+    return decorate
+
+
 def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> None:
-    """Print ok/warn/failed counts and the failed rows; exit non-zero when anything failed."""
+    """Print ok/warn/failed counts and the problems grouped by message (every item goes to
+    the log file); exit non-zero when anything failed."""
     counts = table["status"].value_counts().to_dict() if len(table) else {}
-    click.echo(
-        f"{what}: {len(table)} rows - ok {counts.get('ok', 0)}, warn {counts.get('warn', 0)}, "
-        f"failed {counts.get('failed', 0)}"
+    log.info(
+        "%s: %d rows - ok %d, warn %d, failed %d",
+        what,
+        len(table),
+        counts.get("ok", 0),
+        counts.get("warn", 0),
+        counts.get("failed", 0),
     )
-    bad = table[table["status"] != "ok"] if len(table) else table
-    for _, row in bad.iterrows():
-        key = " ".join(str(row[c]) for c in key_cols)
-        click.echo(f"  {row['status'].upper():6s} {key}: {row['message']}")
+    logs.log_items(table, what, key_cols)
+    for group in group_messages(table, key_cols) if len(table) else []:
+        log.log(
+            logging.ERROR if group["status"] == "failed" else logging.WARNING,
+            "%s",
+            group_line(group),
+        )
     if counts.get("failed", 0):
         sys.exit(1)
+
+
+def group_line(group: dict) -> str:
+    """One terminal line for a group from ``group_messages``: ``item: message`` for one
+    item, ``message (9 items: a, b, ... and 3 more, all in the log)`` for several."""
+    items, message = group["items"], group["message"] or group["status"]
+    if len(items) == 1:
+        return f"{items[0]}: {message}"
+    named = ", ".join(items[:SHOWN_ITEMS])
+    if len(items) > SHOWN_ITEMS:
+        named += f" and {len(items) - SHOWN_ITEMS} more, all in the log"
+    return f"{message} ({len(items)} items: {named})"
 
 
 def debug_enabled(ctx: click.Context | None) -> bool:
@@ -72,43 +128,11 @@ def debug_enabled(ctx: click.Context | None) -> bool:
     return flag or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def log_file(ctx: click.Context | None, since: float) -> Path | None:
-    """The log this command wrote, if any: a file handler on the package logger, else the
-    newest ``BUILD/logs/*.log`` written since the command started."""
-    for handler in _file_handlers():
-        return Path(handler.baseFilename)
-    build = None
-    while ctx is not None and build is None:
-        build = ctx.params.get("build")
-        ctx = ctx.parent
-    logs = Path(build) / "logs" if build else None
-    if logs is None or not logs.is_dir():
-        return None
-    recent = [p for p in logs.glob("*.log") if p.stat().st_mtime >= since - 1]
-    return max(recent, key=lambda p: p.stat().st_mtime, default=None)
-
-
-def _file_handlers() -> list[logging.FileHandler]:
-    loggers = (logging.getLogger("scorpion_build"), logging.getLogger())
-    return [h for lg in loggers for h in lg.handlers if isinstance(h, logging.FileHandler)]
-
-
-def _log_traceback(exc: BaseException) -> None:
-    """The traceback goes to the log file only (if any): the terminal gets one line."""
-    record = log.makeRecord(
-        log.name, logging.ERROR, __file__, 0, "%s", (error_line(exc),), (type(exc), exc, None)
-    )
-    record.exc_info = (type(exc), exc, exc.__traceback__)
-    for handler in _file_handlers():
-        handler.handle(record)
-
-
 def fail(exc: BaseException, ctx: click.Context | None, since: float) -> None:
     """Print ``exc`` as one line (plus the log path) and exit; re-raise under --debug."""
     if debug_enabled(ctx):
         raise exc
-    _log_traceback(exc)
-    where = log_file(ctx, since)
+    where = logs.last_log(since)
     tail = (
         f" (log: {where}; --debug shows the traceback)"
         if where

@@ -9,6 +9,8 @@ import click
 from scorpion_build.cli.common import (
     GuardedCommand,
     force_option,
+    log,
+    log_options,
     parallel_options,
     summarize_and_exit,
 )
@@ -52,6 +54,7 @@ from scorpion_build.register import METHODS, RegisterConfig, register_build
 )
 @parallel_options
 @force_option
+@log_options("build")
 def command(
     build: Path,
     reference: str | None,
@@ -77,5 +80,5 @@ def command(
         scheduler=scheduler,
         force=force,
     )
-    click.echo(f"registrations -> {build / 'manifests' / 'registrations.parquet'}")
+    log.info("registrations -> %s", build / "manifests" / "registrations.parquet")
     summarize_and_exit(table, "register", ["slide_id", "scanner"])

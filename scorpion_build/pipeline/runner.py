@@ -13,15 +13,14 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from scorpion_build import logs
 from scorpion_build.errors import error_line
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir, read_json, write_json_atomic
@@ -29,7 +28,8 @@ from scorpion_build.options import check_scheduler
 from scorpion_build.pipeline.config import STAGES, PipelineConfig
 from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
 
-log = logging.getLogger("scorpion_build.pipeline")
+# stage lines go to the log file; the terminal gets the echo lines
+log = logging.getLogger(f"{logs.FILE_ONLY}.pipeline")
 
 
 @dataclass
@@ -91,6 +91,14 @@ def _files_signature(source: Path, ignore: tuple[str, ...] = ()) -> str:
     return "\n".join(parts)
 
 
+def _item_keys(result: pd.DataFrame) -> list[str]:
+    """Columns naming an item of a stage's table in the per-item log lines."""
+    columns = getattr(result, "columns", [])
+    if "sample_id" in columns:
+        return ["sample_id", "scanner"]
+    return [c for c in ("slide_id", "region_index", "scanner") if c in columns]
+
+
 def _tables(result: pd.DataFrame | dict | None) -> dict[str, pd.DataFrame]:
     """A stage's labelled tables (a bare table counts ``items``)."""
     if result is None:
@@ -107,42 +115,11 @@ def _counts(tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
     return out
 
 
-def _log_problems(stage: str, tables: dict[str, pd.DataFrame]) -> None:
-    """One log line per warned or failed row, so the log explains every count."""
-    keys = ("slide_id", "scanner", "sample_id", "region_index")
-    for label, table in tables.items():
-        for row in table[table["status"] != "ok"].to_dict("records"):
-            key = " ".join(str(row[k]) for k in keys if k in row and row[k] not in (None, ""))
-            level = logging.ERROR if row["status"] == "failed" else logging.WARNING
-            log.log(level, "%s %s %s %s: %s", stage, label, row["status"], key, row["message"])
-
-
 def _recorded_counts(record: dict) -> dict[str, dict[str, int]]:
     counts = record.get("counts", {})
     if counts and all(isinstance(v, int) for v in counts.values()):  # older flat records
         return {"items": counts}
     return counts
-
-
-@contextlib.contextmanager
-def run_log(build: Path) -> Iterator[Path]:
-    """One log file per run in BUILD/logs/, capturing the library's INFO messages."""
-    logs = build / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"run-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("scorpion_build")
-    root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.INFO)
-    logging.captureWarnings(True)
-    try:
-        yield path
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        handler.close()
 
 
 def select_stages(config: PipelineConfig, start: str | None, until: str | None) -> list[str]:
@@ -173,12 +150,9 @@ def run_pipeline(
     bd = BuildDir.at(build)
     bd.refuse_links(bd.state / "stages", bd.root / "logs")  # no writes through planted links
     results: list[StageResult] = []
-    with (
-        build_lock(build),
-        run_log(build) as log_path,
-        _cluster(config, scheduler) as address,
-    ):
-        echo(f"build {build}  (log: {log_path})")
+    run_log = logs.session("run", build, console=False)
+    with build_lock(build), run_log as log_file, _cluster(config, scheduler) as address:
+        echo(f"build {build}  (log: {log_file.path})")
         previous = ""
         for stage in config.stages():
             fp = fingerprint(config, stage, previous)
@@ -214,7 +188,8 @@ def run_pipeline(
                 echo(results[-1].line())
                 break
             tables = _tables(out)
-            _log_problems(stage, tables)
+            for label, table in tables.items():  # one log line per warned or failed row
+                logs.log_items(table, f"{stage} {label}", _item_keys(table))
             res = StageResult(stage, False, time.perf_counter() - t0, _counts(tables))
             results.append(res)
             write_json_atomic(
@@ -226,7 +201,14 @@ def run_pipeline(
                 },
                 record_file,
             )
-            log.info("stage %s done: %s", stage, res.line())
+            # per item of the stage's last table (patches for extract)
+            items = sum(list(res.counts.values())[-1].values()) if res.counts else 0
+            log.info(
+                "stage %s done: %s; %.2f s per item",
+                stage,
+                res.line().split(None, 1)[1].strip(),
+                res.seconds / max(items, 1),
+            )
         echo("\nsummary")
         for res in results:
             echo("  " + res.line())

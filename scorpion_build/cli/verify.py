@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import EXIT_FAILED, GuardedCommand, parallel_options
+from scorpion_build.cli.common import EXIT_FAILED, GuardedCommand, log_options, parallel_options
 from scorpion_build.verify import verify_build
 
 
@@ -15,6 +15,7 @@ from scorpion_build.verify import verify_build
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--repair", is_flag=True, help="Re-extract the patches that do not check out.")
 @parallel_options
+@log_options("build")
 def command(build: Path, repair: bool, workers: int | None, scheduler: str | None) -> None:
     """Check that every patch of BUILD that is not `failed` has its chunk in patches.zarr
     and decodes to the checksum in patches.parquet; with --repair, re-extract those that

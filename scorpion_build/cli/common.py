@@ -35,8 +35,11 @@ def parallel_options(func: Callable) -> Callable:
     return workers_option(scheduler_option(func))
 
 
-def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> None:
-    """Print ok/warn/failed counts and the failed rows; exit non-zero when anything failed."""
+def summarize_and_exit(
+    table: pd.DataFrame, what: str, key_cols: list[str], exit_on_failure: bool = True
+) -> None:
+    """Print ok/warn/failed counts and the rows that are not ok; exit non-zero when anything
+    failed (unless ``exit_on_failure`` is False: more summaries follow)."""
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     click.echo(
         f"{what}: {len(table)} rows - ok {counts.get('ok', 0)}, warn {counts.get('warn', 0)}, "
@@ -46,5 +49,5 @@ def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> N
     for _, row in bad.iterrows():
         key = " ".join(str(row[c]) for c in key_cols)
         click.echo(f"  {row['status'].upper():6s} {key}: {row['message']}")
-    if counts.get("failed", 0):
+    if counts.get("failed", 0) and exit_on_failure:
         sys.exit(1)

@@ -1,0 +1,143 @@
+"""Label maps from annotations: rasterised per patch, for every scanner, into ``patches.zarr``.
+
+Polygons live in reference level-0 px. An affine maps vertices exactly, so a label map is
+drawn by mapping the vertices into the patch and filling there (holes stay empty), never
+by warping a raster. docs/contracts.md section 4 describes the ``labels``
+array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import zarr
+from skimage import draw
+
+from scorpion_build import geometry as geo
+from scorpion_build.annotations import Annotation, AnnotationSet
+
+LABELS_ARRAY = "labels"
+
+
+def rasterize(
+    annotations: Sequence[Annotation],
+    ref_to_out: geo.Affine,
+    shape: tuple[int, int],
+    only: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Class map (H, W) uint8 of ``annotations`` seen through ``ref_to_out``.
+
+    Parameters
+    ----------
+    annotations : drawn in order; where features overlap the later one wins.
+    ref_to_out : affine, reference level-0 px -> output px (docs/contracts.md section 2).
+    shape : output (height, width) px.
+    only : draw only these class indices (1 each), for masks such as ``--roi-class``.
+
+    A pixel takes a polygon's class when its centre lies inside (even-odd rule over the
+    exterior and its holes), so a polygon covers exactly its area, with no half-pixel bias.
+    """
+    out = np.zeros(shape, np.uint8)
+    h, w = shape
+    corners = np.array([[0.0, 0.0], [w, 0.0], [0.0, h], [w, h]])
+    view = geo.apply(geo.invert(ref_to_out), corners)  # output frame in reference px
+    vx0, vy0 = view.min(axis=0)
+    vx1, vy1 = view.max(axis=0)
+    for ann in annotations:
+        if only is not None and ann.class_index not in only:
+            continue
+        x0, y0, x1, y1 = ann.bounds()
+        if x1 < vx0 or x0 > vx1 or y1 < vy0 or y0 > vy1:
+            continue
+        value = 1 if only is not None else ann.class_index
+        for rings in ann.polygons:
+            out[_inside(rings, ref_to_out, shape)] = value
+    return out
+
+
+def _inside(rings: list[np.ndarray], ref_to_out: geo.Affine, shape: tuple[int, int]):
+    """Boolean mask of pixel centres inside one polygon with holes (even-odd)."""
+    inside = np.zeros(shape, bool)
+    for ring in rings:
+        xy = geo.apply(ref_to_out, ring)
+        # skimage puts pixel centres at integers: continuous coordinates shift by -0.5
+        rr, cc = draw.polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape)
+        inside[rr, cc] ^= True
+    return inside
+
+
+def sample_label_map(
+    annotations: Sequence[Annotation], ref_patch_to_slide: geo.Affine, size: int
+) -> np.ndarray:
+    """Label map (size, size) of one sample in its reference patch's pixels.
+
+    It is every scanner's label map too: each scanner's ``patch_to_slide`` is the
+    registration, as refined for this patch, composed with the reference's, so
+    ``inverse(patch_to_slide(s)) . registration(s)`` is ``inverse(patch_to_slide(ref))``
+    (docs/contracts.md section 2): the same tissue sits on the same pixel in every scanner.
+    """
+    return rasterize(annotations, geo.invert(ref_patch_to_slide), (size, size))
+
+
+def create_labels_array(
+    group: zarr.Group, n: int, n_scanners: int, size: int, classes: list[str]
+) -> zarr.Array:
+    """``labels`` (N, S, size, size) uint8 beside ``patches``, class names in its attrs."""
+    arr = group.create_array(
+        LABELS_ARRAY,
+        shape=(n, n_scanners, size, size),
+        chunks=(1, 1, size, size),
+        dtype="uint8",
+        fill_value=0,
+        compressors=[zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")],
+    )
+    arr.attrs["classes"] = list(classes)
+    return arr
+
+
+def write_sample_labels(
+    group: zarr.Group, rows: list[dict], annotations: Sequence[Annotation], size: int
+) -> None:
+    """Write one sample's label map for every scanner whose patch is not ``failed``."""
+    ref = next((r for r in rows if r["scanner_index"] == 0), None)
+    if ref is None or ref["status"] == "failed":
+        return
+    label = sample_label_map(annotations, geo.from_six(ref["patch_to_slide"]), size)
+    arr = group[LABELS_ARRAY].with_config({"write_empty_chunks": True})
+    for row in rows:
+        if row["status"] != "failed":
+            arr[row["index"], row["scanner_index"]] = label
+
+
+def roi_mask(
+    annotations: Sequence[Annotation],
+    roi: Sequence[int],
+    ref_size_px: tuple[int, int],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Where classes ``roi`` are annotated, on a (H, W) raster spanning the whole reference
+    slide of level-0 (width, height) ``ref_size_px``: ``--roi-class`` sampling."""
+    (ref_w, ref_h), (h, w) = ref_size_px, shape
+    return rasterize(annotations, geo.scaling(w / ref_w, h / ref_h), shape, only=roi) > 0
+
+
+def attach_annotations(
+    tasks: list[dict],
+    annotations: AnnotationSet | None,
+    roi_classes: tuple[str, ...],
+    regions_from: Path | None,
+) -> str:
+    """Give each slide task its annotations and ROI classes; return what the key needs."""
+    if roi_classes and annotations is None:
+        raise ValueError("--roi-class needs --annotations DIR to know where the classes are")
+    if roi_classes and regions_from is not None:
+        raise ValueError("--roi-class samples regions; --regions-from gives them: use one")
+    if annotations is None:
+        return ""
+    roi = annotations.class_indices(list(roi_classes)) if roi_classes else []
+    for task in tasks:
+        task["annotations"] = annotations.by_slide.get(task["slide_id"], [])
+        task["roi"] = roi
+    return f"{annotations.digest}:{roi}"

@@ -1,23 +1,27 @@
 """Scanner-paired patch sources: a build directory, a Zarr store, or a release-layout folder.
 
 All three look the same to the benchmark: ``scanners`` (axis order), ``sample_ids``,
-``valid`` (N, S) and ``read(n, s)`` -> one RGB patch. Patches are read one at a time, so
-memory stays bounded by the batch size whatever the dataset size.
+``valid`` (N, S) and ``read(n, s)`` -> one RGB patch; with labels (``extract
+--annotations``), ``classes`` and ``read_labels(n, s)`` -> that patch's label map. Patches
+are read one at a time, so memory stays bounded by the batch size whatever the dataset size.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from scorpion_build.bench.layout import (
     DataError,
     natural_key,
     open_zarr_array,
+    read_label_map,
     read_rgb,
     scan_layout,
 )
@@ -25,6 +29,10 @@ from scorpion_build.manifest import BuildDir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 PATCHES_ARRAY = "patches"
+LABELS_ARRAY = "labels"  # as scorpion_build.labels writes it; no import: that pulls skimage
+LABELS_DIR = "labels"  # release layout: slide_i/sample_j/labels/<scanner>.png
+CLASSES_FILE = "classes.json"
+ATTRS_FILE = "attrs.json"  # an exported release keeps the store's attrs (mpp, size, ...)
 
 
 class PatchSource(ABC):
@@ -44,6 +52,12 @@ class PatchSource(ABC):
     scanners: list[str]
     sample_ids: list[str]
     valid: np.ndarray
+    classes: list[str] | None = None  # set when the source holds label maps
+    attrs: dict[str, Any] = {}  # store attrs (mpp, size, ...) where the data keeps them
+
+    @property
+    def has_labels(self) -> bool:
+        return self.classes is not None
 
     @property
     def n_samples(self) -> int:
@@ -57,6 +71,10 @@ class PatchSource(ABC):
     @abstractmethod
     def read(self, n: int, s: int) -> np.ndarray:
         """Patch of sample ``n``, scanner ``s`` as uint8 RGB ``(H, W, 3)``."""
+
+    def read_labels(self, n: int, s: int) -> np.ndarray | None:
+        """Label map ``(H, W)`` uint8 of that patch, or None without labels."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -89,6 +107,9 @@ class ZarrPatches(PatchSource):
         if len(scanners) != s:
             raise DataError(f"{store}: attrs list {len(scanners)} scanners for axis 1 of size {s}")
         self._array = array
+        self._labels = _labels_array(store, array.shape[:4])
+        if self._labels is not None:
+            self.classes = [str(c) for c in self._labels.attrs.get("classes", [])] or None
         self.scanners = [str(x) for x in scanners]
         self.attrs = attrs
         self.sample_ids = [f"sample_{k}" for k in range(n)]
@@ -130,6 +151,9 @@ class ZarrPatches(PatchSource):
     def read(self, n: int, s: int) -> np.ndarray:
         return np.asarray(self._array[n, s])
 
+    def read_labels(self, n: int, s: int) -> np.ndarray | None:
+        return None if self._labels is None else np.asarray(self._labels[n, s])
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["manifest"] = str(self.manifest) if self.manifest else None
@@ -146,9 +170,9 @@ class ReleasePatches(PatchSource):
     scanner marked missing.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
         self.path, self.kind = root, "release"
-        table = scan_layout(root, IMAGE_SUFFIXES)
+        table = scan_layout(root, suffixes)
         self._files = table
         self.sample_ids = list(table)
         self.scanners = sorted(
@@ -158,6 +182,10 @@ class ReleasePatches(PatchSource):
             [[name in table[sid] for name in self.scanners] for sid in self.sample_ids], bool
         ).reshape(len(self.sample_ids), len(self.scanners))
         self._size: tuple[int, int] | None = None
+        if (root / CLASSES_FILE).is_file():
+            self.classes = [str(c) for c in json.loads((root / CLASSES_FILE).read_text())]
+        attrs_file = root / ATTRS_FILE
+        self.attrs = json.loads(attrs_file.read_text()) if attrs_file.is_file() else {}
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -176,22 +204,51 @@ class ReleasePatches(PatchSource):
             )
         return image
 
+    def read_labels(self, n: int, s: int) -> np.ndarray | None:
+        path = self._files[self.sample_ids[n]][self.scanners[s]].parent / LABELS_DIR
+        path = path / f"{self.scanners[s]}.png"
+        if self.classes is None or not path.is_file():
+            return None
+        return read_label_map(path)
+
+
+def _labels_array(store: Path, shape: tuple[int, ...]) -> zarr.Array | None:
+    """The store's ``labels`` array (N, S, H, W) beside ``patches``, if it has one."""
+    try:
+        group = zarr.open_group(store, mode="r")
+    except Exception:  # a bare array: no labels beside it
+        return None
+    if LABELS_ARRAY not in group:
+        return None
+    labels = group[LABELS_ARRAY]
+    if tuple(labels.shape) != tuple(shape):
+        raise DataError(
+            f"{store}: '{LABELS_ARRAY}' is {labels.shape} but patches are {shape}; the store is "
+            "damaged, re-run extract"
+        )
+    return labels
+
 
 def _is_zarr(path: Path) -> bool:
     return any((path / marker).is_file() for marker in ("zarr.json", ".zgroup", ".zarray"))
 
 
-def open_patch_source(path: str | Path) -> PatchSource:
+def open_patch_source(
+    path: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, min_scanners: int = 2
+) -> PatchSource:
     """Open ``--data``: a build directory, a Zarr store, or a release-layout folder.
+
+    ``suffixes`` are the image files of a release folder; ``min_scanners`` the fewest
+    scanners the caller can use.
 
     Raises
     ------
     DataError
-        When the path is missing, of no known layout, or holds fewer than two scanners.
+        When the path is missing, of no known layout, or holds too few scanners.
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file or directory; pass the data to benchmark")
+        raise DataError(f"{path}: no such file or directory; pass a build, store or folder")
     build = BuildDir.at(path)
     if path.is_dir() and _is_zarr(build.zarr):
         source: PatchSource = ZarrPatches(build.zarr, build.manifest("patches"), "build")
@@ -199,18 +256,18 @@ def open_patch_source(path: str | Path) -> PatchSource:
         # a store inside a build directory still has its manifest one level up
         manifest = BuildDir.at(path.parent).manifest("patches")
         source = ZarrPatches(path, manifest, "zarr")
-    elif path.is_dir() and scan_layout(path, IMAGE_SUFFIXES):
-        source = ReleasePatches(path)
+    elif path.is_dir() and scan_layout(path, suffixes):
+        source = ReleasePatches(path, suffixes)
     else:
         raise DataError(
             f"{path}: unknown layout; --data takes a build directory (with patches.zarr), a "
             "Zarr store (patches.zarr), or a folder in the release layout "
             "slide_{i}/sample_{j}/<scanner>.jpg"
         )
-    if len(source.scanners) < 2:
+    if len(source.scanners) < min_scanners:
         raise DataError(
-            f"{path}: found {len(source.scanners)} scanner(s) {source.scanners}; the consistency "
-            "benchmark needs patches from at least 2 scanners"
+            f"{path}: found {len(source.scanners)} scanner(s) {source.scanners}; paired "
+            f"patches from at least {min_scanners} scanners are needed here"
         )
     if source.n_samples == 0:
         raise DataError(f"{path}: holds no samples")

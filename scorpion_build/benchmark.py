@@ -105,6 +105,7 @@ def run_benchmark(
         preds, classes, report["inference"] = _infer(
             Path(model), source, out_dir, classes, batch_size, device, amp, force, progress
         )
+        report["warnings"] = report["inference"].pop("warnings")
         report["model"] = str(model)
         name = Path(model).name
     else:
@@ -187,7 +188,11 @@ def _infer(
         "data_path": str(source.path.resolve()),
         "classes": classes,
     }
-    info: dict[str, Any] = {"device": str(torch_device), "amp": amp and torch_device.type == "cuda"}
+    info: dict[str, Any] = {
+        "device": str(torch_device),
+        "amp": amp and torch_device.type == "cuda",
+        "warnings": _scale_warnings(checkpoint, config, source),
+    }
     if not force and _finished(path, fingerprint, source):
         info["reused"] = str(path)
         return ZarrPredictions(path, source), classes, info
@@ -204,6 +209,24 @@ def _infer(
         patches_per_s=round(done / seconds, 3) if seconds > 0 else None,
     )
     return ZarrPredictions(path, source), classes, info
+
+
+MPP_TOLERANCE = 0.05
+"""Relative difference in um/px above which a model sees tissue at another scale."""
+
+
+def _scale_warnings(checkpoint: Path, config: dict[str, Any], source: PatchSource) -> list[str]:
+    """A warning when the data's um/px differs from the one the model was trained at."""
+    trained, data = config.get("mpp"), source.attrs.get("mpp")
+    if trained is None or data is None:
+        return []
+    if abs(float(data) / float(trained) - 1.0) <= MPP_TOLERANCE:
+        return []
+    return [
+        f"{checkpoint}: trained at {float(trained):.4g} um/px but {source.path} is at "
+        f"{float(data):.4g} um/px; the model sees tissue at another scale, so its Dice says "
+        "little: extract at the training mpp (--region-um / --size) or retrain"
+    ]
 
 
 def _finished(path: Path, fingerprint: dict[str, Any], source: PatchSource) -> bool:

@@ -25,8 +25,6 @@ import numpy as np
 from scorpion_build.bench.layout import DataError, export_index
 from scorpion_build.bench.sources import PatchSource, open_patch_source
 
-RELEASE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
 
 class PairedData:
     """Samples whose every chosen scanner has a patch, read as NumPy arrays (no torch).
@@ -41,13 +39,13 @@ class PairedData:
     ----------
     scanners, classes (None without labels), sample_ids (the build's ids; a release
     folder exported by ``scorpion-build export`` maps back through its ``index.csv``),
-    mpp (um/px, None when the data does not say).
+    indices (each sample's position in the source), mpp (um/px, None when not known).
     """
 
     def __init__(
         self, path: str | Path, scanners: Sequence[str] | None = None, with_labels: bool = True
     ) -> None:
-        self.source: PatchSource = open_patch_source(path, RELEASE_SUFFIXES, min_scanners=1)
+        self.source: PatchSource = open_patch_source(path, min_scanners=1)
         known = self.source.scanners
         self.scanners = list(scanners) if scanners else list(known)
         unknown = [s for s in self.scanners if s not in known]
@@ -61,12 +59,12 @@ class PairedData:
             )
         self._axis = [known.index(s) for s in self.scanners]
         # a sample counts only when every chosen scanner has its patch
-        self._rows = np.flatnonzero(self.source.valid[:, self._axis].all(axis=1))
+        self.indices = np.flatnonzero(self.source.valid[:, self._axis].all(axis=1))
         ids = self.source.sample_ids
         if self.source.kind == "release":
             back = export_index(self.source.path)
             ids = [back.get(i, i) for i in ids]
-        self.sample_ids = [ids[n] for n in self._rows]
+        self.sample_ids = [ids[n] for n in self.indices]
 
     @property
     def classes(self) -> list[str] | None:
@@ -78,12 +76,12 @@ class PairedData:
         return float(mpp) if mpp is not None else None
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self.indices)
 
     def item(self, i: int) -> dict[str, Any]:
         """``{"sample_id", "images": {scanner: (H, W, 3) uint8}, "labels": {scanner: (H, W)
         uint8}}``; ``labels`` only with ``with_labels``."""
-        n = int(self._rows[i])
+        n = int(self.indices[i])
         out: dict[str, Any] = {
             "sample_id": self.sample_ids[i],
             "images": {

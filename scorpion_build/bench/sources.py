@@ -27,7 +27,7 @@ from scorpion_build.bench.layout import (
 )
 from scorpion_build.manifest import BuildDir
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # the release is JPEG; `export --format png` too
 PATCHES_ARRAY = "patches"
 LABELS_ARRAY = "labels"  # as scorpion_build.labels writes it; no import: that pulls skimage
 LABELS_DIR = "labels"  # release layout: slide_i/sample_j/labels/<scanner>.png
@@ -170,9 +170,9 @@ class ReleasePatches(PatchSource):
     scanner marked missing.
     """
 
-    def __init__(self, root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
+    def __init__(self, root: Path) -> None:
         self.path, self.kind = root, "release"
-        table = scan_layout(root, suffixes)
+        table = scan_layout(root, IMAGE_SUFFIXES)
         self._files = table
         self.sample_ids = list(table)
         self.scanners = sorted(
@@ -233,13 +233,10 @@ def _is_zarr(path: Path) -> bool:
     return any((path / marker).is_file() for marker in ("zarr.json", ".zgroup", ".zarray"))
 
 
-def open_patch_source(
-    path: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, min_scanners: int = 2
-) -> PatchSource:
+def open_patch_source(path: str | Path, min_scanners: int = 2) -> PatchSource:
     """Open ``--data``: a build directory, a Zarr store, or a release-layout folder.
 
-    ``suffixes`` are the image files of a release folder; ``min_scanners`` the fewest
-    scanners the caller can use.
+    ``min_scanners`` is the fewest scanners the caller can use.
 
     Raises
     ------
@@ -256,13 +253,13 @@ def open_patch_source(
         # a store inside a build directory still has its manifest one level up
         manifest = BuildDir.at(path.parent).manifest("patches")
         source = ZarrPatches(path, manifest, "zarr")
-    elif path.is_dir() and scan_layout(path, suffixes):
-        source = ReleasePatches(path, suffixes)
+    elif path.is_dir() and scan_layout(path, IMAGE_SUFFIXES):
+        source = ReleasePatches(path)
     else:
         raise DataError(
             f"{path}: unknown layout; --data takes a build directory (with patches.zarr), a "
             "Zarr store (patches.zarr), or a folder in the release layout "
-            "slide_{i}/sample_{j}/<scanner>.jpg"
+            "slide_{i}/sample_{j}/<scanner>.jpg|.png"
         )
     if len(source.scanners) < min_scanners:
         raise DataError(

@@ -150,6 +150,8 @@ def command(
     except (DataError, CheckpointError) as exc:
         raise click.ClickException(str(exc)) from exc
     report = result.report
+    for warning in report.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{report['n_samples']} samples x {len(report['scanners'])} scanners "
         f"({', '.join(report['scanners'])}), {len(report['pairwise'])} pairs"

@@ -62,6 +62,7 @@ class TrainConfig:
     encoder_weights: str | None = None
     arch: str = "deeplabv3plus"
     classes: list[str] | None = None
+    train_scanners: list[str] | None = None
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -189,3 +190,17 @@ def resume_mismatches(saved: dict[str, Any], current: TrainConfig) -> list[str]:
     return sorted(
         k for k in set(saved) | set(now) if k not in RESUME_IGNORED and saved.get(k) != now.get(k)
     )
+
+
+def saved_settings(out: str | Path | None) -> dict[str, Any]:
+    """The settings a run in ``out`` was started with (its config.json), for ``--resume``."""
+    if not out:
+        raise ConfigError("--resume needs --out RUN, the folder of the run to continue")
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; nothing to resume in {out} (start without --resume)")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); start a new --out") from exc
+    return {**raw, "out": str(out)}

@@ -1,0 +1,365 @@
+"""Annotations carried to every scanner: GeoJSON checks, label maps against the exact truth in
+rotated and mirrored scans, --roi-class, export of the label maps, and PairedPatches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+import zarr
+from click.testing import CliRunner
+from shapely.geometry import shape
+
+from scorpion_build import geometry as geo
+from scorpion_build.annotations import AnnotationError, check_feature, load_annotations
+from scorpion_build.cli.main import main
+from scorpion_build.labels import rasterize
+from scorpion_build.synth import load_truth
+
+MIN_IOU = 0.97
+CLASSES = ["background", "tumour", "stroma"]
+
+
+def feature(geometry: dict, name: str | None = "tumour", key: str = "classification") -> dict:
+    props = {} if name is None else {key: {"name": name} if key == "classification" else name}
+    return {"type": "Feature", "geometry": geometry, "properties": props}
+
+
+def square(x0: float, y0: float, side: float) -> list[list[float]]:
+    return [[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side], [x0, y0]]
+
+
+def centres_inside(geom: shapely.Geometry, size: int) -> np.ndarray:
+    """Pixel centres inside ``geom`` (patch px), by shapely: independent of the rasteriser."""
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    return shapely.contains_xy(geom, xx, yy)
+
+
+# -- GeoJSON in -------------------------------------------------------------------------------
+def test_multipolygon_with_holes_rasterises_exactly_under_a_rotation():
+    outer = square(10, 10, 60)
+    hole = square(30, 30, 20)
+    island = square(80, 15, 12)
+    geom = {"type": "MultiPolygon", "coordinates": [[outer, hole], [island]]}
+    ann, row = check_feature(feature(geom), 0, CLASSES, (200, 200))
+    assert row["status"] == "ok" and len(ann.polygons) == 2 and len(ann.polygons[0]) == 2
+    # reference px -> output px: a 30 degree turn, scale 0.9 and a shift, as a patch sees it
+    c, s = 0.9 * np.cos(np.pi / 6), 0.9 * np.sin(np.pi / 6)
+    ref_to_out = np.array([[c, -s, 40.0], [s, c, -10.0]])
+    got = rasterize([ann], ref_to_out, (128, 128))
+    want = centres_inside(shapely.transform(shape(geom), lambda p: geo.apply(ref_to_out, p)), 128)
+    assert np.array_equal(got == 1, want)
+    assert got[tuple(np.rint(geo.apply(ref_to_out, [[40, 40]])[0, ::-1]).astype(int))] == 0
+
+
+def test_class_from_classification_or_name_and_later_features_on_top():
+    a, _ = check_feature(
+        feature({"type": "Polygon", "coordinates": [square(0, 0, 10)]}), 0, CLASSES, (50, 50)
+    )
+    b, _ = check_feature(
+        feature({"type": "Polygon", "coordinates": [square(5, 5, 10)]}, "stroma", key="name"),
+        1,
+        CLASSES,
+        (50, 50),
+    )
+    got = rasterize([a, b], geo.identity(), (20, 20))
+    assert got[2, 2] == 1 and got[7, 7] == 2 and got[12, 12] == 2 and got[17, 17] == 0
+
+
+@pytest.mark.parametrize(
+    ("geometry", "name", "status", "words"),
+    [
+        (
+            {"type": "Polygon", "coordinates": [square(0, 0, 5)]},
+            "necrosis",
+            "failed",
+            "not in the class list",
+        ),
+        (
+            {"type": "Polygon", "coordinates": [[[0, 0], [9, 9], [9, 0], [0, 9], [0, 0]]]},
+            "tumour",
+            "warn",
+            "self-intersecting",
+        ),
+        (
+            {"type": "Polygon", "coordinates": [[[1, 1], [5, 5], [9, 9], [1, 1]]]},
+            "tumour",
+            "failed",
+            "empty polygon",
+        ),
+        ({"type": "Polygon", "coordinates": []}, "tumour", "failed", "empty polygon"),
+        (
+            {"type": "Polygon", "coordinates": [square(500, 500, 10)]},
+            "tumour",
+            "failed",
+            "outside the 100x80 px",
+        ),
+        (
+            {"type": "Polygon", "coordinates": [square(90, 10, 20)]},
+            "tumour",
+            "warn",
+            "50% of it outside the slide, clipped",
+        ),
+        ({"type": "Point", "coordinates": [3, 3]}, "tumour", "failed", "Point geometry"),
+        (
+            {"type": "Polygon", "coordinates": [square(0, 0, 5)]},
+            None,
+            "failed",
+            "no classification or name",
+        ),
+    ],
+)
+def test_bad_features_are_reported_one_by_one(geometry, name, status, words):
+    ann, row = check_feature(feature(geometry, name), 7, CLASSES, (100, 80))
+    assert row["status"] == status and words in row["message"] and "feature 7" in row["message"]
+    assert (ann is None) == (status == "failed")
+    if ann is not None:  # a repaired feature keeps only area inside the slide
+        assert all(
+            (rings[0] >= 0).all() and (rings[0][:, 0] <= 100).all() for rings in ann.polygons
+        )
+
+
+def test_folder_classes_and_missing_files(tmp_path):
+    folder = tmp_path / "ann"
+    folder.mkdir()
+    feats = [
+        feature({"type": "Polygon", "coordinates": [square(0, 0, 5)]}, "zeta"),
+        feature({"type": "Polygon", "coordinates": [square(5, 5, 5)]}, "alpha", key="name"),
+    ]
+    (folder / "s1.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    found = load_annotations(folder, {"s1": (50, 50), "s2": (50, 50)})
+    assert found.classes == ["background", "alpha", "zeta"]
+    assert [a.class_index for a in found.by_slide["s1"]] == [2, 1]
+    missing = [r for r in found.rows if r["slide_id"] == "s2"]
+    assert missing[0]["status"] == "warn" and "s2.geojson" in missing[0]["message"]
+    with pytest.raises(AnnotationError, match="none of the build's slides"):
+        load_annotations(folder, {"other": (50, 50)})
+
+
+# -- labels in every scanner ------------------------------------------------------------------
+def _truth_maps(labelled: dict) -> tuple[pd.DataFrame, dict, list[str]]:
+    group = zarr.open_group(str(labelled["build"] / "patches.zarr"), mode="r")
+    classes = group["labels"].attrs["classes"]
+    patches = pd.read_parquet(labelled["build"] / "manifests" / "patches.parquet")
+    truth, geoms = {}, {}
+    for slide_id in patches["slide_id"].unique():
+        truth[slide_id] = load_truth(labelled["synth"], slide_id)
+        doc = json.loads((labelled["synth"] / "annotations" / f"{slide_id}.geojson").read_text())
+        geoms[slide_id] = [
+            (classes.index(f["properties"]["classification"]["name"]), shape(f["geometry"]))
+            for f in doc["features"]
+        ]
+    return patches, {"truth": truth, "geoms": geoms, "group": group}, classes
+
+
+def test_labels_match_the_truth_warped_polygons_in_every_scanner(labelled):
+    patches, ctx, classes = _truth_maps(labelled)
+    size = ctx["group"].attrs["size"]
+    inter = np.zeros((5, len(classes))), np.zeros((5, len(classes)))
+    scanners = ctx["group"].attrs["scanners"]
+    for row in patches[patches["status"] != "failed"].itertuples():
+        truth = ctx["truth"][row.slide_id]
+        to_patch = geo.invert(geo.from_six(row.patch_to_slide))
+        want = np.zeros((size, size), np.uint8)
+        for value, geom in ctx["geoms"][row.slide_id]:
+            # the exact reference -> scanner map (turns, mirror, distortion, stitching)
+            warped = shapely.transform(
+                geom,
+                lambda p, s=row.scanner, t=truth, m=to_patch: geo.apply(m, t.ref_to_scanner(s, p)),
+            )
+            want[centres_inside(warped, size)] = value
+        got = ctx["group"]["labels"][row.index, row.scanner_index]
+        for c in range(1, len(classes)):
+            inter[0][row.scanner_index, c] += np.sum((got == c) & (want == c))
+            inter[1][row.scanner_index, c] += np.sum((got == c) | (want == c))
+    iou = inter[0][:, 1:] / inter[1][:, 1:]
+    assert (inter[1][:, 1:] > 1000).all(), "every class should be in the samples"
+    assert (iou >= MIN_IOU).all(), dict(zip(scanners, iou.round(4).tolist(), strict=True))
+    for scanner, turn in labelled["turns"].items():
+        assert turn in truth.scenarios[scanner]
+
+
+def test_labels_array_and_annotations_manifest(labelled):
+    group = zarr.open_group(str(labelled["build"] / "patches.zarr"), mode="r")
+    patches, labels = group["patches"], group["labels"]
+    assert labels.shape == patches.shape[:4] and labels.dtype == np.uint8
+    assert labels.attrs["classes"] == ["background", "cancer_area", "cancer_stroma"]
+    assert labels.chunks == (1, 1, *patches.shape[2:4])
+    table = pd.read_parquet(labelled["build"] / "manifests" / "annotations.parquet")
+    assert set(table["status"]) == {"ok"} and len(table) == 2
+    doc = json.loads(next((labelled["synth"] / "annotations").glob("*.geojson")).read_text())
+    geoms = [shape(f["geometry"]) for f in doc["features"]]
+    parts = [p for g in geoms for p in shapely.get_parts(g)]
+    assert any(g.geom_type == "MultiPolygon" for g in geoms), "truth should have islands"
+    assert sum(len(p.interiors) for p in parts) > 10, "truth should have holes (lumens)"
+
+
+def _copy_build(labelled: dict, tmp_path: Path) -> Path:
+    build = tmp_path / "build"
+    shutil.copytree(labelled["build"], build)
+    return build
+
+
+def test_bad_features_are_reported_by_extract_and_the_build_completes(labelled, tmp_path):
+    build = _copy_build(labelled, tmp_path)
+    folder = tmp_path / "ann"
+    shutil.copytree(labelled["synth"] / "annotations", folder)
+    path = next(folder.glob("*.geojson"))
+    doc = json.loads(path.read_text())
+    doc["features"].append(
+        feature({"type": "Polygon", "coordinates": [square(0, 0, 50)]}, "necrosis")
+    )
+    path.write_text(json.dumps(doc))
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps(["background", "cancer_area", "cancer_stroma"]))
+    args = [
+        "extract",
+        str(build),
+        "--regions",
+        "3",
+        "--region-um",
+        "300",
+        "--size",
+        "128",
+        "--workers",
+        "1",
+        "--annotations",
+        str(folder),
+        "--classes",
+        str(classes),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "FAILED synth_000 2: feature 2: class 'necrosis' is not in the class list" in (
+        result.output
+    )
+    assert "patches: 15 rows - ok 15" in result.output
+
+
+def test_roi_class_samples_only_inside_that_class(labelled, tmp_path):
+    build = _copy_build(labelled, tmp_path)
+    args = [
+        "extract",
+        str(build),
+        "--regions",
+        "3",
+        "--region-um",
+        "300",
+        "--size",
+        "128",
+        "--workers",
+        "1",
+        "--annotations",
+        str(labelled["synth"] / "annotations"),
+    ]
+    result = CliRunner().invoke(main, [*args, "--roi-class", "cancer_stroma"])
+    assert result.exit_code == 0, result.output
+    labels = zarr.open_group(str(build / "patches.zarr"), mode="r")["labels"][:, 0]
+    stroma = (labels == 2).mean(axis=(1, 2))
+    before = zarr.open_group(str(labelled["build"] / "patches.zarr"), mode="r")["labels"][:, 0]
+    assert len(stroma) >= 1 and stroma.min() >= 0.4, stroma
+    assert stroma.mean() > (before == 2).mean(), "ROI sampling should favour the class"
+    bad = CliRunner().invoke(main, [*args, "--roi-class", "nerve"])
+    assert bad.exit_code != 0 and "--roi-class nerve: not an annotated class" in bad.output
+    alone = CliRunner().invoke(main, ["extract", str(build), "--roi-class", "cancer_stroma"])
+    assert alone.exit_code != 0 and "--roi-class needs --annotations" in alone.output
+
+
+# -- export and the paired dataset ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def release(labelled, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("release") / "release"
+    result = CliRunner().invoke(
+        main, ["export", str(labelled["build"]), str(out), "--format", "png"]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_export_writes_label_maps_per_sample_and_scanner(labelled, release):
+    from scorpion_build.bench.layout import read_label_map
+
+    group = zarr.open_group(str(labelled["build"] / "patches.zarr"), mode="r")
+    scanners = group.attrs["scanners"]
+    sample = release / "slide_1" / "sample_2"
+    assert np.array_equal(read_label_map(sample / "label.png"), group["labels"][1, 0])
+    for k, scanner in enumerate(scanners):
+        assert np.array_equal(
+            read_label_map(sample / "labels" / f"{scanner}.png"), group["labels"][1, k]
+        )
+    assert json.loads((release / "classes.json").read_text()) == group["labels"].attrs["classes"]
+    assert json.loads((release / "attrs.json").read_text())["mpp"] == group.attrs["mpp"]
+
+
+def test_paired_patches_are_identical_over_build_store_and_release(labelled, release):
+    import torch
+
+    from scorpion_build.data import PairedPatches, iter_paired
+
+    sources = [labelled["build"], labelled["build"] / "patches.zarr", release]
+    sets = [PairedPatches(p, scanners=["P1000", "AT2"]) for p in sources]
+    assert [len(s) for s in sets] == [3, 3, 3]
+    assert (
+        sets[0].sample_ids
+        == sets[2].sample_ids
+        == ["synth_000_r00", "synth_000_r01", "synth_000_r02"]
+    )
+    for i in range(3):
+        first = sets[0][i]
+        assert first["images"]["P1000"].shape == (3, 128, 128)
+        assert first["labels"]["AT2"].dtype == torch.int64
+        for other in sets[1:]:
+            item = other[i]
+            for key in ("images", "labels"):
+                for scanner in ("P1000", "AT2"):
+                    assert torch.equal(first[key][scanner], item[key][scanner])
+    plain = next(iter_paired(release, scanners=["GT450"]))
+    assert isinstance(plain["images"]["GT450"], np.ndarray)
+    assert np.array_equal(plain["labels"]["GT450"], sets[0].source.read_labels(0, 2))
+    batch = next(iter(torch.utils.data.DataLoader(sets[2], batch_size=2)))
+    assert batch["images"]["AT2"].shape == (2, 3, 128, 128)
+
+
+def test_paired_patches_errors_name_the_fix(labelled, tmp_path):
+    from scorpion_build.bench.layout import DataError
+    from scorpion_build.data import PairedData
+
+    with pytest.raises(DataError, match=r"no scanner\(s\) \['NDP'\]"):
+        PairedData(labelled["build"], scanners=["NDP"])
+    bare = tmp_path / "bare.zarr"
+    group = zarr.open_group(str(bare), mode="w")
+    group.create_array("patches", shape=(1, 2, 8, 8, 3), dtype="uint8")
+    with pytest.raises(DataError, match="extract --annotations"):
+        PairedData(bare)
+    assert len(PairedData(bare, with_labels=False)) == 1
+
+
+def test_benchmark_labels_use_each_scanners_label_map(labelled, tmp_path):
+    from scorpion_build.benchmark import run_benchmark
+
+    labels = zarr.open_group(str(labelled["build"] / "patches.zarr"), mode="r")["labels"][:]
+    labels[:, 1] = 0  # the second scanner predicts background everywhere
+    preds = zarr.create_array(
+        str(tmp_path / "p.zarr"),
+        shape=labels.shape,
+        dtype="uint8",
+        chunks=(1, 1, *labels.shape[2:]),
+    )
+    preds[:] = labels
+    result = run_benchmark(
+        labelled["build"],
+        tmp_path / "out",
+        predictions=tmp_path / "p.zarr",
+        labels=True,
+        n_bootstrap=0,
+        progress=False,
+    )
+    per = result.report["task_dice"]["per_scanner"]
+    scanners = result.report["scanners"]
+    assert per[scanners[0]]["dice"] == 1.0 and per[scanners[2]]["dice"] == 1.0
+    assert per[scanners[1]]["dice"] < 0.5 and per[scanners[1]]["n"] == 3

@@ -363,3 +363,12 @@ def test_benchmark_labels_use_each_scanners_label_map(labelled, tmp_path):
     scanners = result.report["scanners"]
     assert per[scanners[0]]["dice"] == 1.0 and per[scanners[2]]["dice"] == 1.0
     assert per[scanners[1]]["dice"] < 0.5 and per[scanners[1]]["n"] == 3
+
+
+def test_report_shows_the_label_overlay_across_scanners(labelled, tmp_path):
+    build = _copy_build(labelled, tmp_path)
+    result = CliRunner().invoke(main, ["analyze", str(build), "--features", "none"])
+    assert result.exit_code == 0, result.output
+    html = (build / "report" / "index.html").read_text()
+    assert 'id="labels"' in html and 'src="figures/labels.png"' in html
+    assert (build / "report" / "figures" / "labels.png").stat().st_size > 10_000

@@ -137,7 +137,12 @@ def labelled_build(root: Path, extra_args: tuple[str, ...] = ()) -> dict:
     build = BuildDir.at(root / "build")
     build.write("slides", scan(root / "synth" / "slides.csv"))
     register_build(build.root, workers=1, progress=False)
-    args = ["extract", str(build.root), "--regions", "3", "--region-um", "300", "--size", "128"]
-    args += ["--workers", "1", "--annotations", str(root / "synth" / "annotations")]
+    args = extract_args(build.root, root / "synth" / "annotations")
     result = CliRunner().invoke(main, [*args, *extra_args])
     return {"synth": root / "synth", "build": build.root, "turns": turns, "result": result}
+
+
+def extract_args(build: Path, annotations: Path) -> list[str]:
+    """``scorpion-build extract`` arguments of :func:`labelled_build` (3 x 300 um, 128 px)."""
+    args = ["extract", str(build), "--regions", "3", "--region-um", "300", "--size", "128"]
+    return [*args, "--workers", "1", "--annotations", str(annotations)]

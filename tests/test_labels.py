@@ -13,6 +13,7 @@ import pytest
 import shapely
 import zarr
 from click.testing import CliRunner
+from helpers import extract_args
 from shapely.geometry import shape
 
 from scorpion_build import geometry as geo
@@ -217,22 +218,7 @@ def test_bad_features_are_reported_by_extract_and_the_build_completes(labelled, 
     path.write_text(json.dumps(doc))
     classes = tmp_path / "classes.json"
     classes.write_text(json.dumps(["background", "cancer_area", "cancer_stroma"]))
-    args = [
-        "extract",
-        str(build),
-        "--regions",
-        "3",
-        "--region-um",
-        "300",
-        "--size",
-        "128",
-        "--workers",
-        "1",
-        "--annotations",
-        str(folder),
-        "--classes",
-        str(classes),
-    ]
+    args = [*extract_args(build, folder), "--classes", str(classes)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "FAILED synth_000 2: feature 2: class 'necrosis' is not in the class list" in (
@@ -243,20 +229,7 @@ def test_bad_features_are_reported_by_extract_and_the_build_completes(labelled, 
 
 def test_roi_class_samples_only_inside_that_class(labelled, tmp_path):
     build = _copy_build(labelled, tmp_path)
-    args = [
-        "extract",
-        str(build),
-        "--regions",
-        "3",
-        "--region-um",
-        "300",
-        "--size",
-        "128",
-        "--workers",
-        "1",
-        "--annotations",
-        str(labelled["synth"] / "annotations"),
-    ]
+    args = extract_args(build, labelled["synth"] / "annotations")
     result = CliRunner().invoke(main, [*args, "--roi-class", "cancer_stroma"])
     assert result.exit_code == 0, result.output
     labels = zarr.open_group(str(build / "patches.zarr"), mode="r")["labels"][:, 0]

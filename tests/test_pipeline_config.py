@@ -70,3 +70,17 @@ def test_stage_selection(tmp_path):
 
 def test_schema_doc_is_current():
     assert (REPO / "manifests" / "SCHEMAS.md").read_text() == schemas_markdown()
+
+
+def test_extract_annotation_keys_and_their_files_in_the_fingerprint(tmp_path):
+    from scorpion_build.pipeline.runner import fingerprint
+
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    (ann / "s1.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    text = "build: b\nextract:\n  annotations: ann\n  roi-class: tumour\n"
+    config = load_config(_write(tmp_path, text))
+    assert config.extract.annotations == "ann" and config.extract.roi_class == ["tumour"]
+    before = fingerprint(config, "extract", "")
+    (ann / "s2.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    assert fingerprint(config, "extract", "") != before

@@ -225,6 +225,10 @@ def test_bad_features_are_reported_by_extract_and_the_build_completes(labelled, 
         result.output
     )
     assert "patches: 15 rows - ok 15" in result.output
+    # and the report lists the feature among the failures
+    assert CliRunner().invoke(main, ["analyze", str(build), "--features", "none"]).exit_code == 0
+    html = (build / "report" / "index.html").read_text()
+    assert "synth_000 / 2" in html and "class &#39;necrosis&#39; is not in the class list" in html
 
 
 def test_roi_class_samples_only_inside_that_class(labelled, tmp_path):

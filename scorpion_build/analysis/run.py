@@ -116,7 +116,7 @@ def analyze_build(
         "stages": summary.stage_counts(tables),
         "problems": [
             p
-            for n in ("slides", "registrations", "regions")
+            for n in ("slides", "registrations", "regions", "annotations")
             for p in summary.problems(tables[n], n)
         ],
         "matrix": summary.slide_matrix(tables),

@@ -22,13 +22,17 @@ KEYS = {
     "registrations": ["slide_id", "scanner"],
     "regions": ["slide_id", "region_index"],
     "patches": ["sample_id", "scanner"],
+    "annotations": ["slide_id", "feature"],
 }
+# manifests only some builds have (extract --annotations)
+OPTIONAL = ("annotations",)
 _SEVERITY = {"ok": 0, "warn": 1, "failed": 2}
 
 
 def load_manifests(build: BuildDir) -> dict[str, pd.DataFrame | None]:
     """Every manifest that exists, None for those whose stage has not run."""
-    return {name: build.read(name) if build.manifest(name).is_file() else None for name in STAGES}
+    names = STAGES + OPTIONAL
+    return {name: build.read(name) if build.manifest(name).is_file() else None for name in names}
 
 
 def stage_counts(tables: dict[str, pd.DataFrame | None]) -> list[dict[str, Any]]:

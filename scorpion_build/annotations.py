@@ -34,16 +34,25 @@ class AnnotationError(ValueError):
 
 @dataclass(frozen=True)
 class Annotation:
-    """One usable feature: its class and its polygons in reference level-0 px."""
+    """One usable feature: its class and its polygons in reference level-0 px.
+
+    ``edges`` (E, 2, 2) holds every ring's segments (start and end x, y), ``bounds`` the
+    (x0, y0, x1, y1) box: what rasterising needs, computed once.
+    """
 
     feature: int
     class_index: int
     polygons: tuple[Rings, ...]
+    edges: np.ndarray = field(init=False, repr=False, compare=False)
+    bounds: tuple[float, float, float, float] = field(init=False, compare=False)
 
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1) of all exteriors, reference level-0 px."""
-        pts = np.concatenate([rings[0] for rings in self.polygons])
-        return (*pts.min(axis=0), *pts.max(axis=0))
+    def __post_init__(self) -> None:
+        rings = [ring for rings in self.polygons for ring in rings]
+        # a ring's last vertex repeats its first, so consecutive pairs close it
+        edges = np.concatenate([np.stack([r[:-1], r[1:]], axis=1) for r in rings])
+        pts = np.concatenate(rings)
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "bounds", (*pts.min(axis=0), *pts.max(axis=0)))
 
 
 @dataclass
@@ -188,7 +197,7 @@ def check_feature(
         return None, verdict(
             "failed", f"feature {index}: no classification or name; classify it in QuPath"
         )
-    if name not in classes[1:]:
+    if name not in classes:
         return None, verdict(
             "failed",
             f"feature {index}: class {name!r} is not in the class "

@@ -489,6 +489,8 @@ def extract_build(
     samples["index"] = np.arange(len(samples), dtype=np.int64)
     if annotations is not None:
         build.write("annotations", order_columns(pd.DataFrame(annotations.rows), "annotations"))
+    else:  # a build extracted without annotations has no labels to report on
+        build.manifest("annotations").unlink(missing_ok=True)
     if not build.zarr.exists():
         _create_store(build.zarr, len(samples), scanners, reference, config)
         if annotations is not None:

@@ -14,8 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import shapely
-from shapely.geometry import mapping
+from shapely.geometry import mapping, shape
 
+from scorpion_build import geometry as geo
 from scorpion_build.synth.tissue import LABEL_NAMES
 from scorpion_build.synth.truth import SlideTruth
 
@@ -91,3 +92,34 @@ def write_truth_geojson(out_dir: str | Path, truth: SlideTruth) -> Path:
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)
     return path
+
+
+def truth_label_map(
+    truth: SlideTruth,
+    features: list[dict],
+    classes: list[str],
+    scanner: str,
+    patch_to_slide: np.ndarray,
+    size: int,
+) -> np.ndarray:
+    """The label map a patch *should* have: ``features`` (GeoJSON, reference level-0 px)
+    warped by the exact reference -> ``scanner`` map (turns, mirror, distortion, stitching),
+    then into the patch by ``inverse(patch_to_slide)``; a pixel takes a class when its
+    centre is inside (shapely, independent of :mod:`scorpion_build.labels`)."""
+    to_patch = geo.invert(patch_to_slide)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    out = np.zeros((size, size), np.uint8)
+    for f in features:
+        geom = shapely.transform(
+            shape(f["geometry"]), lambda p: geo.apply(to_patch, truth.ref_to_scanner(scanner, p))
+        )
+        out[shapely.contains_xy(geom, xx, yy)] = classes.index(
+            f["properties"]["classification"]["name"]
+        )
+    return out
+
+
+def read_features(out_dir: str | Path, slide_id: str) -> list[dict]:
+    """The features :func:`write_truth_geojson` wrote for a slide."""
+    path = Path(out_dir) / ANNOTATIONS_DIR / f"{slide_id}.geojson"
+    return json.loads(path.read_text())["features"]

@@ -137,7 +137,9 @@ def _paired_patches() -> type:
                 }
             return item
 
-    PairedPatches.__module__ = __name__
+    # importable as scorpion_build.data.PairedPatches (module __getattr__), so it pickles
+    # into DataLoader worker processes
+    PairedPatches.__module__, PairedPatches.__qualname__ = __name__, "PairedPatches"
     return PairedPatches
 
 

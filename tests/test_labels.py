@@ -300,7 +300,8 @@ def test_paired_patches_are_identical_over_build_store_and_release(labelled, rel
     plain = next(iter_paired(release, scanners=["GT450"]))
     assert isinstance(plain["images"]["GT450"], np.ndarray)
     assert np.array_equal(plain["labels"]["GT450"], sets[0].source.read_labels(0, 2))
-    batch = next(iter(torch.utils.data.DataLoader(sets[2], batch_size=2)))
+    # a worker process gets the dataset pickled
+    batch = next(iter(torch.utils.data.DataLoader(sets[2], batch_size=2, num_workers=1)))
     assert batch["images"]["AT2"].shape == (2, 3, 128, 128)
 
 
@@ -351,3 +352,15 @@ def test_report_shows_the_label_overlay_across_scanners(labelled, tmp_path):
     html = (build / "report" / "index.html").read_text()
     assert 'id="labels"' in html and 'src="figures/labels.png"' in html
     assert (build / "report" / "figures" / "labels.png").stat().st_size > 10_000
+
+
+def test_the_iterator_needs_no_torch(labelled):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from scorpion_build.data import iter_paired; "
+        f"items = list(iter_paired({str(labelled['build'])!r})); "
+        "assert len(items) == 3 and 'torch' not in sys.modules, sorted(sys.modules)[:5]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

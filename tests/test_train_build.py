@@ -118,3 +118,16 @@ def test_benchmark_warns_when_the_data_mpp_differs(labelled, run, tmp_path):
         progress=False,
     )
     assert same.report["warnings"] == []
+
+
+def test_an_exported_release_trains_like_its_build(labelled, run, tmp_path):
+    release = tmp_path / "release"
+    export = CliRunner().invoke(main, ["export", str(labelled["build"]), str(release)])
+    assert export.exit_code == 0, export.output
+    out = tmp_path / "run"
+    args = ["train", "--data", str(release), "--out", str(out), "--epochs", "1", *TINY]
+    result = CliRunner().invoke(main, [*args, "--train-scanners", "AT2,P1000", "--quiet"])
+    assert result.exit_code == 0, result.output
+    # the same samples (mapped back through index.csv), split the same way
+    assert pd.read_csv(out / "split.csv").equals(pd.read_csv(run / "split.csv"))
+    assert json.loads((out / "best.json").read_text())["mpp"] == pytest.approx(300 / 128)

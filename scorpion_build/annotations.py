@@ -162,6 +162,11 @@ def load_annotations(
             out.rows.append({"slide_id": sid, **row})
             if ann is not None:
                 out.by_slide[sid].append(ann)
+    for path in sorted(folder.glob(f"*{SUFFIX}")):
+        if path.stem not in slide_sizes:  # a typo in a file name would leave a slide bare
+            out.rows.append(
+                _row(path.stem, -1, "", "warn", f"{path}: no slide {path.stem!r} in the build")
+            )
     out.digest = digest.hexdigest()[:16]
     return out
 

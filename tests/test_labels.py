@@ -89,8 +89,15 @@ def test_class_from_classification_or_name_and_later_features_on_top():
         CLASSES,
         (50, 50),
     )
-    got = rasterize([a, b], geo.identity(), (20, 20))
+    cut, _ = check_feature(
+        feature({"type": "Polygon", "coordinates": [square(0, 0, 2)]}, "background"),
+        2,
+        CLASSES,
+        (50, 50),
+    )
+    got = rasterize([a, b, cut], geo.identity(), (20, 20))
     assert got[2, 2] == 1 and got[7, 7] == 2 and got[12, 12] == 2 and got[17, 17] == 0
+    assert got[1, 1] == 0, "a background feature cuts out what was painted before"
 
 
 @pytest.mark.parametrize(
@@ -154,7 +161,10 @@ def test_folder_classes_and_missing_files(tmp_path):
         feature({"type": "Polygon", "coordinates": [square(5, 5, 5)]}, "alpha", key="name"),
     ]
     (folder / "s1.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    (folder / "s_1.geojson").write_text('{"type": "FeatureCollection", "features": []}')
     found = load_annotations(folder, {"s1": (50, 50), "s2": (50, 50)})
+    stray = [r for r in found.rows if r["slide_id"] == "s_1"]
+    assert stray[0]["status"] == "warn" and "no slide 's_1' in the build" in stray[0]["message"]
     assert found.classes == ["background", "alpha", "zeta"]
     assert [a.class_index for a in found.by_slide["s1"]] == [2, 1]
     missing = [r for r in found.rows if r["slide_id"] == "s2"]

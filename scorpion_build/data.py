@@ -16,7 +16,7 @@ docs/training.md; the store layout is docs/contracts.md section 4.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ class PairedData:
     path : a build directory, a ``patches.zarr`` store, or a release folder.
     scanners : scanners to return, in this order; default every scanner of the data.
     with_labels : also return each scanner's label map; raises when the data has none.
+    transform : optional callable applied to each item (the dict below) before it is
+        returned, e.g. joint augmentations of every scanner's image and label; it gets
+        NumPy arrays here, tensors from :class:`PairedPatches`.
 
     Attributes
     ----------
@@ -43,8 +46,13 @@ class PairedData:
     """
 
     def __init__(
-        self, path: str | Path, scanners: Sequence[str] | None = None, with_labels: bool = True
+        self,
+        path: str | Path,
+        scanners: Sequence[str] | None = None,
+        with_labels: bool = True,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
+        self.transform = transform
         self.source: PatchSource = open_patch_source(path, min_scanners=1)
         known = self.source.scanners
         self.scanners = list(scanners) if scanners else list(known)
@@ -80,7 +88,14 @@ class PairedData:
 
     def item(self, i: int) -> dict[str, Any]:
         """``{"sample_id", "images": {scanner: (H, W, 3) uint8}, "labels": {scanner: (H, W)
-        uint8}}``; ``labels`` only with ``with_labels``."""
+        uint8}}``; ``labels`` only with ``with_labels``; through ``transform`` if given."""
+        return self._transformed(self.read(i))
+
+    def _transformed(self, item: dict[str, Any]) -> dict[str, Any]:
+        return self.transform(item) if self.transform is not None else item
+
+    def read(self, i: int) -> dict[str, Any]:
+        """Sample ``i`` as stored, NumPy arrays, no ``transform``."""
         n = int(self.indices[i])
         out: dict[str, Any] = {
             "sample_id": self.sample_ids[i],
@@ -105,10 +120,13 @@ class PairedData:
 
 
 def iter_paired(
-    path: str | Path, scanners: Sequence[str] | None = None, with_labels: bool = True
+    path: str | Path,
+    scanners: Sequence[str] | None = None,
+    with_labels: bool = True,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every sample of :class:`PairedData` as NumPy arrays, one at a time (no torch)."""
-    data = PairedData(path, scanners, with_labels)
+    data = PairedData(path, scanners, with_labels, transform)
     for i in range(len(data)):
         yield data.item(i)
 
@@ -126,7 +144,7 @@ def _paired_patches() -> type:
         """
 
         def __getitem__(self, i: int) -> dict[str, Any]:
-            item = self.item(i)
+            item = self.read(i)
             item["images"] = {
                 s: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
                 for s, a in item["images"].items()
@@ -135,7 +153,7 @@ def _paired_patches() -> type:
                 item["labels"] = {
                     s: torch.from_numpy(a.astype(np.int64)) for s, a in item["labels"].items()
                 }
-            return item
+            return self._transformed(item)
 
     # importable as scorpion_build.data.PairedPatches (module __getattr__), so it pickles
     # into DataLoader worker processes

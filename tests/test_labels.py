@@ -307,6 +307,8 @@ def test_paired_patches_are_identical_over_build_store_and_release(labelled, rel
             for key in ("images", "labels"):
                 for scanner in ("P1000", "AT2"):
                     assert torch.equal(first[key][scanner], item[key][scanner])
+    flipped = PairedPatches(release, transform=lambda item: {**item, "flipped": True})[0]
+    assert flipped["flipped"] and torch.equal(flipped["images"]["AT2"], sets[0][0]["images"]["AT2"])
     plain = next(iter_paired(release, scanners=["GT450"]))
     assert isinstance(plain["images"]["GT450"], np.ndarray)
     assert np.array_equal(plain["labels"]["GT450"], sets[0].source.read_labels(0, 2))

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from scorpion_build.bench.layout import LABEL_STEM
-from scorpion_build.bench.sources import ATTRS_FILE, CLASSES_FILE
+from scorpion_build.bench.layout import ATTRS_FILE, CLASSES_FILE, LABEL_STEM, LABELS_DIR
 from scorpion_build.labels import LABELS_ARRAY
 from scorpion_build.manifest import BuildDir
 
@@ -62,7 +61,7 @@ def export_release(
                     raise OSError(f"{name}: could not be written; check free disk space")
                 written.append(scanner)
                 if labels is not None:
-                    _write_png(folder / LABELS_ARRAY / f"{scanner}.png", labels[s.index, k])
+                    _write_png(folder / LABELS_DIR / f"{scanner}.png", labels[s.index, k])
             if labels is not None and written:
                 _write_png(folder / f"{LABEL_STEM}.png", labels[s.index, 0])
             rows.append(

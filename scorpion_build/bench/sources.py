@@ -18,6 +18,9 @@ import pandas as pd
 import zarr
 
 from scorpion_build.bench.layout import (
+    ATTRS_FILE,
+    CLASSES_FILE,
+    LABELS_DIR,
     DataError,
     natural_key,
     open_zarr_array,
@@ -25,14 +28,11 @@ from scorpion_build.bench.layout import (
     read_rgb,
     scan_layout,
 )
+from scorpion_build.labels import LABELS_ARRAY
 from scorpion_build.manifest import BuildDir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # the release is JPEG; `export --format png` too
 PATCHES_ARRAY = "patches"
-LABELS_ARRAY = "labels"  # as scorpion_build.labels writes it; no import: that pulls skimage
-LABELS_DIR = "labels"  # release layout: slide_i/sample_j/labels/<scanner>.png
-CLASSES_FILE = "classes.json"
-ATTRS_FILE = "attrs.json"  # an exported release keeps the store's attrs (mpp, size, ...)
 
 
 class PatchSource(ABC):

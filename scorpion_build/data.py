@@ -33,7 +33,8 @@ class PairedData:
     ----------
     path : a build directory, a ``patches.zarr`` store, or a release folder.
     scanners : scanners to return, in this order; default every scanner of the data.
-    with_labels : also return each scanner's label map; raises when the data has none.
+    with_labels : also return each scanner's label map, and only samples that have them
+        (samples of unannotated slides are left out); raises when the data has none.
     transform : optional callable applied to each item (the dict below) before it is
         returned, e.g. joint augmentations of every scanner's image and label; it gets
         NumPy arrays here, tensors from :class:`PairedPatches`.
@@ -66,8 +67,11 @@ class PairedData:
                 "export it again), or pass with_labels=False"
             )
         self._axis = [known.index(s) for s in self.scanners]
-        # a sample counts only when every chosen scanner has its patch
-        self.indices = np.flatnonzero(self.source.valid[:, self._axis].all(axis=1))
+        # a sample counts only when every chosen scanner has its patch (and label map)
+        keep = self.source.valid[:, self._axis].all(axis=1)
+        if with_labels:
+            keep &= [all(self.source.labelled(n, k) for k in self._axis) for n in range(len(keep))]
+        self.indices = np.flatnonzero(keep)
         ids = self.source.sample_ids
         if self.source.kind == "release":
             back = export_index(self.source.path)

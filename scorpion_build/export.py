@@ -19,7 +19,7 @@ import pandas as pd
 import zarr
 
 from scorpion_build.bench.layout import ATTRS_FILE, CLASSES_FILE, LABEL_STEM, LABELS_DIR
-from scorpion_build.labels import LABELS_ARRAY
+from scorpion_build.labels import LABELS_ARRAY, UNANNOTATED
 from scorpion_build.manifest import BuildDir
 
 # Store attributes a release folder keeps (attrs.json): what a reader needs to use the images.
@@ -38,6 +38,8 @@ def export_release(
     arr = group["patches"]
     scanners = list(group.attrs["scanners"])
     labels = group.get(LABELS_ARRAY)
+    # samples of unannotated slides get no label files: all-zero maps would read as background
+    bare = set(labels.attrs.get(UNANNOTATED, [])) if labels is not None else set()
     out = Path(out_dir)
     samples = (
         patches[["index", "slide_id", "sample_id", "region_index"]]
@@ -52,6 +54,7 @@ def export_release(
             folder.mkdir(parents=True, exist_ok=True)
             ok = patches[(patches["index"] == s.index) & (patches["status"] != "failed")]
             written = []
+            labelled = labels is not None and s.index not in bare
             for scanner in ok["scanner"]:
                 k = scanners.index(scanner)
                 rgb = arr[s.index, k]
@@ -60,9 +63,9 @@ def export_release(
                 if not cv2.imwrite(str(name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params):
                     raise OSError(f"{name}: could not be written; check free disk space")
                 written.append(scanner)
-                if labels is not None:
+                if labelled:
                     _write_png(folder / LABELS_DIR / f"{scanner}.png", labels[s.index, k])
-            if labels is not None and written:
+            if labelled and written:
                 _write_png(folder / f"{LABEL_STEM}.png", labels[s.index, 0])
             rows.append(
                 {

@@ -518,9 +518,7 @@ def extract_build(
         _create_store(build.zarr, len(samples), scanners, reference, config)
         if annotations is not None:
             group = zarr.open_group(str(build.zarr), mode="r+")
-            create_labels_array(
-                group, len(samples), len(scanners), config.size, annotations.classes
-            )
+            create_labels_array(group, samples, len(scanners), config.size, annotations)
         write_json_atomic({"key": key, "config": asdict(config)}, meta_file)
     by_slide = {sid: g.to_dict("records") for sid, g in samples.groupby("slide_id")}
     work = [t for t in tasks if t["slide_id"] in by_slide]

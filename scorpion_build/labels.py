@@ -12,12 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import zarr
 
 from scorpion_build import geometry as geo
 from scorpion_build.annotations import Annotation, AnnotationSet
 
 LABELS_ARRAY = "labels"
+UNANNOTATED = "unannotated_samples"
+"""Attr of ``labels``: axis-0 positions of samples from slides without annotations, whose
+all-zero maps mean "not annotated", not "background"."""
 
 
 def rasterize(
@@ -103,9 +107,15 @@ def sample_label_map(
 
 
 def create_labels_array(
-    group: zarr.Group, n: int, n_scanners: int, size: int, classes: list[str]
+    group: zarr.Group,
+    samples: pd.DataFrame,
+    n_scanners: int,
+    size: int,
+    annotations: AnnotationSet,
 ) -> zarr.Array:
-    """``labels`` (N, S, size, size) uint8 beside ``patches``, class names in its attrs."""
+    """``labels`` (N, S, size, size) uint8 beside ``patches`` for ``samples`` (slide_id and
+    index per row), class names and the unannotated samples in its attrs."""
+    n = len(samples)
     arr = group.create_array(
         LABELS_ARRAY,
         shape=(n, n_scanners, size, size),
@@ -114,7 +124,13 @@ def create_labels_array(
         fill_value=0,
         compressors=[zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")],
     )
-    arr.attrs["classes"] = list(classes)
+    bare = ~samples["slide_id"].isin(list(annotations.by_slide))
+    arr.attrs.update(
+        {
+            "classes": list(annotations.classes),
+            UNANNOTATED: [int(i) for i in samples.loc[bare, "index"]],
+        }
+    )
     return arr
 
 

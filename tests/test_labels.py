@@ -376,3 +376,26 @@ def test_the_iterator_needs_no_torch(labelled):
         "assert len(items) == 3 and 'torch' not in sys.modules, sorted(sys.modules)[:5]"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_samples_of_unannotated_slides_are_not_labelled(labelled, tmp_path):
+    from scorpion_build.annotations import AnnotationSet
+    from scorpion_build.data import PairedData
+    from scorpion_build.labels import UNANNOTATED, create_labels_array
+
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
+    samples = pd.DataFrame({"slide_id": ["a", "b", "a"], "index": [0, 1, 2]})
+    labels = create_labels_array(group, samples, 2, 8, AnnotationSet(CLASSES, {"a": []}))
+    assert labels.attrs[UNANNOTATED] == [1] and labels.attrs["classes"] == CLASSES
+    # the fixture build with its second sample's slide marked unannotated
+    build = _copy_build(labelled, tmp_path)
+    store = zarr.open_group(str(build / "patches.zarr"), mode="r+")
+    store["labels"].attrs[UNANNOTATED] = [1]
+    assert PairedData(build).sample_ids == ["synth_000_r00", "synth_000_r02"]
+    assert len(PairedData(build, with_labels=False)) == 3
+    out = tmp_path / "release"
+    assert CliRunner().invoke(main, ["export", str(build), str(out)]).exit_code == 0
+    assert (out / "slide_1" / "sample_1" / "label.png").is_file()
+    assert not (out / "slide_1" / "sample_2" / "label.png").exists()
+    assert not (out / "slide_1" / "sample_2" / "labels").exists()
+    assert PairedData(out).sample_ids == ["synth_000_r00", "synth_000_r02"]

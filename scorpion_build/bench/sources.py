@@ -28,7 +28,7 @@ from scorpion_build.bench.layout import (
     read_rgb,
     scan_layout,
 )
-from scorpion_build.labels import LABELS_ARRAY
+from scorpion_build.labels import LABELS_ARRAY, UNANNOTATED
 from scorpion_build.manifest import BuildDir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # the release is JPEG; `export --format png` too
@@ -76,6 +76,10 @@ class PatchSource(ABC):
         """Label map ``(H, W)`` uint8 of that patch, or None without labels."""
         return None
 
+    def labelled(self, n: int, s: int) -> bool:
+        """Whether that patch has a label map (its slide was annotated), without reading it."""
+        return False
+
     def describe(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
@@ -108,8 +112,10 @@ class ZarrPatches(PatchSource):
             raise DataError(f"{store}: attrs list {len(scanners)} scanners for axis 1 of size {s}")
         self._array = array
         self._labels = _labels_array(store, array.shape[:4])
+        self._unannotated: set[int] = set()
         if self._labels is not None:
             self.classes = [str(c) for c in self._labels.attrs.get("classes", [])] or None
+            self._unannotated = {int(n) for n in self._labels.attrs.get(UNANNOTATED, [])}
         self.scanners = [str(x) for x in scanners]
         self.attrs = attrs
         self.sample_ids = [f"sample_{k}" for k in range(n)]
@@ -152,7 +158,10 @@ class ZarrPatches(PatchSource):
         return np.asarray(self._array[n, s])
 
     def read_labels(self, n: int, s: int) -> np.ndarray | None:
-        return None if self._labels is None else np.asarray(self._labels[n, s])
+        return np.asarray(self._labels[n, s]) if self.labelled(n, s) else None
+
+    def labelled(self, n: int, s: int) -> bool:
+        return self._labels is not None and n not in self._unannotated
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -205,11 +214,14 @@ class ReleasePatches(PatchSource):
         return image
 
     def read_labels(self, n: int, s: int) -> np.ndarray | None:
-        path = self._files[self.sample_ids[n]][self.scanners[s]].parent / LABELS_DIR
-        path = path / f"{self.scanners[s]}.png"
-        if self.classes is None or not path.is_file():
-            return None
-        return read_label_map(path)
+        return read_label_map(self._label_file(n, s)) if self.labelled(n, s) else None
+
+    def labelled(self, n: int, s: int) -> bool:
+        return self.classes is not None and self._label_file(n, s).is_file()
+
+    def _label_file(self, n: int, s: int) -> Path:
+        folder = next(iter(self._files[self.sample_ids[n]].values())).parent
+        return folder / LABELS_DIR / f"{self.scanners[s]}.png"
 
 
 def _labels_array(store: Path, shape: tuple[int, ...]) -> zarr.Array | None:

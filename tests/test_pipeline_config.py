@@ -23,6 +23,7 @@ def test_shipped_pipelines_are_valid():
     demo = load_config(REPO / "pipelines" / "demo.yaml")
     assert demo.stages() == ["synth", "scan", "register", "extract", "export", "analyze"]
     assert demo.extract.region_um == 400.0 and demo.extract.size == 512
+    assert demo.path(demo.extract.annotations) == demo.build_dir / "synth" / "annotations"
     assert demo.build_dir == (REPO / "demo_build").resolve()
     sc = load_config(REPO / "pipelines" / "scorpion.yaml")
     assert (sc.extract.regions, sc.extract.region_um, sc.extract.size) == (10, 800.0, 1024)

@@ -131,3 +131,15 @@ def test_an_exported_release_trains_like_its_build(labelled, run, tmp_path):
     # the same samples (mapped back through index.csv), split the same way
     assert pd.read_csv(out / "split.csv").equals(pd.read_csv(run / "split.csv"))
     assert json.loads((out / "best.json").read_text())["mpp"] == pytest.approx(300 / 128)
+
+
+def test_a_build_without_labels_says_how_to_add_them(labelled, tmp_path):
+    import zarr
+
+    build = tmp_path / "build"
+    shutil.copytree(labelled["build"], build)
+    del zarr.open_group(str(build / "patches.zarr"), mode="r+")["labels"]
+    args = ["train", "--data", str(build), "--out", str(tmp_path / "r"), *TINY, "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "holds no label maps" in result.output
+    assert "extract --annotations" in result.output

@@ -60,8 +60,8 @@ def is_paired_data(path: str | Path) -> bool:
     path = Path(path)
     if (path / "images").is_dir() and (path / "masks").is_dir():
         return False
-    try:
-        return PairedData(path, with_labels=True) is not None
+    try:  # labels are checked later, with a message saying how to add them
+        return PairedData(path, with_labels=False) is not None
     except LayoutError:
         return False
 
@@ -79,15 +79,18 @@ def load_paired_data(
     ``run_dir`` (an earlier start of the same run) is reused as it is.
     """
     try:
-        data = PairedData(path, with_labels=True)
+        everything = PairedData(path, with_labels=False)
+        reference = everything.source.attrs.get("reference") or everything.scanners[0]
+        chosen = list(scanners) if scanners else [reference]
+        unknown = [s for s in chosen if s not in everything.scanners]
+        if unknown:
+            raise DataError(
+                f"{path}: --train-scanners {unknown} not in the data's {everything.scanners}"
+            )
+        # samples whose chosen scanners all have a patch and a label map
+        data = PairedData(path, scanners=chosen, with_labels=True)
     except LayoutError as exc:
         raise DataError(str(exc)) from exc
-    chosen = (
-        list(scanners) if scanners else [data.source.attrs.get("reference") or data.scanners[0]]
-    )
-    unknown = [s for s in chosen if s not in data.scanners]
-    if unknown:
-        raise DataError(f"{path}: --train-scanners {unknown} not in the data's {data.scanners}")
     names = list(data.classes or [])
     if classes and list(classes) != names:
         raise DataError(f"{path}: its label maps use classes {names}, not {list(classes)}")
@@ -98,8 +101,7 @@ def load_paired_data(
     for sid, n in zip(data.sample_ids, data.indices, strict=True):
         for scanner in chosen:
             s = source.scanners.index(scanner)
-            if source.valid[n, s]:
-                items.append(PatchItem(f"{sid}/{scanner}", split_of[sid], source, int(n), s))
+            items.append(PatchItem(f"{sid}/{scanner}", split_of[sid], source, int(n), s))
     for needed in ("train", "val"):
         if not any(item.split == needed for item in items):
             raise DataError(

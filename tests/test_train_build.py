@@ -143,3 +143,11 @@ def test_a_build_without_labels_says_how_to_add_them(labelled, tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "holds no label maps" in result.output
     assert "extract --annotations" in result.output
+
+
+def test_train_scanners_from_yaml_as_text_or_list():
+    from scorpion_build.train import TrainConfig
+
+    text = TrainConfig.from_dict({"data": "d", "out": "o", "train_scanners": "AT2, P1000"})
+    listed = TrainConfig.from_dict({"data": "d", "out": "o", "train_scanners": ["AT2", "P1000"]})
+    assert text.train_scanners == listed.train_scanners == ["AT2", "P1000"]

@@ -83,6 +83,9 @@ class TrainConfig:
             )
         if self.consistency_weight < 0:
             raise ConfigError(f"consistency_weight: must be >= 0, got {self.consistency_weight}")
+        if isinstance(self.train_scanners, str):  # "AT2,P1000" from YAML, as on the CLI
+            names = [v.strip() for v in self.train_scanners.split(",") if v.strip()]
+            object.__setattr__(self, "train_scanners", names or None)
         if self.sa == "none" and self.consistency_weight > 0:
             # no second branch to compare: the baseline ignores lambda rather than failing
             object.__setattr__(self, "consistency_weight", 0.0)

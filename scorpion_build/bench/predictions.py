@@ -226,10 +226,6 @@ class DataLabels:
             )
         self.path, self._source = source.path, source
 
-    @property
-    def available(self) -> np.ndarray:
-        return self._source.valid.any(axis=1)
-
     def read(self, n: int, s: int, size_px: tuple[int, int]) -> np.ndarray | None:
         label = self._source.read_labels(n, s)
         return None if label is None else _resized(label, size_px)

@@ -329,6 +329,12 @@ def test_paired_patches_errors_name_the_fix(labelled, tmp_path):
     with pytest.raises(DataError, match="extract --annotations"):
         PairedData(bare)
     assert len(PairedData(bare, with_labels=False)) == 1
+    broken = tmp_path / "release"
+    (broken / "slide_1" / "sample_1").mkdir(parents=True)
+    (broken / "slide_1" / "sample_1" / "AT2.png").write_bytes(b"")
+    (broken / "classes.json").write_text("[background")
+    with pytest.raises(DataError, match=r"classes.json: not readable JSON"):
+        PairedData(broken)
 
 
 def test_benchmark_labels_use_each_scanners_label_map(labelled, tmp_path):

@@ -191,10 +191,9 @@ class ReleasePatches(PatchSource):
             [[name in table[sid] for name in self.scanners] for sid in self.sample_ids], bool
         ).reshape(len(self.sample_ids), len(self.scanners))
         self._size: tuple[int, int] | None = None
-        if (root / CLASSES_FILE).is_file():
-            self.classes = [str(c) for c in json.loads((root / CLASSES_FILE).read_text())]
-        attrs_file = root / ATTRS_FILE
-        self.attrs = json.loads(attrs_file.read_text()) if attrs_file.is_file() else {}
+        classes = _read_json(root / CLASSES_FILE, list)
+        self.classes = [str(c) for c in classes] if classes is not None else None
+        self.attrs = _read_json(root / ATTRS_FILE, dict) or {}
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -222,6 +221,19 @@ class ReleasePatches(PatchSource):
     def _label_file(self, n: int, s: int) -> Path:
         folder = next(iter(self._files[self.sample_ids[n]].values())).parent
         return folder / LABELS_DIR / f"{self.scanners[s]}.png"
+
+
+def _read_json(path: Path, kind: type) -> Any:
+    """A JSON file ``export`` wrote, or None when absent; a damaged one is an error."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc}); export the build again") from exc
+    if not isinstance(value, kind):
+        raise DataError(f"{path}: expected a JSON {kind.__name__}; export the build again")
+    return value
 
 
 def _labels_array(store: Path, shape: tuple[int, ...]) -> zarr.Array | None:

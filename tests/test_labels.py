@@ -361,6 +361,13 @@ def test_benchmark_labels_use_each_scanners_label_map(labelled, tmp_path):
     scanners = result.report["scanners"]
     assert per[scanners[0]]["dice"] == 1.0 and per[scanners[2]]["dice"] == 1.0
     assert per[scanners[1]]["dice"] < 0.5 and per[scanners[1]]["n"] == 3
+    # the HTML report shows task Dice per scanner beside the consistency
+    build = _copy_build(labelled, tmp_path)
+    args = ["analyze", str(build), "--features", "none", "--benchmark", str(tmp_path / "out")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    html = (build / "report" / "index.html").read_text()
+    assert 'id="benchmark-task"' in html
+    assert f'<tr><td>{scanners[0]}</td><td class="num">1.000</td>' in html
 
 
 def test_report_shows_the_label_overlay_across_scanners(labelled, tmp_path):

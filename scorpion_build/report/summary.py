@@ -229,4 +229,18 @@ def load_benchmark(directory: Path | None, copy_to: Path) -> dict[str, Any] | No
         "per_class": classes,
         "images": images,
         "extra": {k: data[k] for k in ("failure_rate", "average_ci", "minimum_ci") if k in data},
+        "task": _task_rows(data.get("task_dice")),
+        "warnings": [str(w) for w in data.get("warnings") or []],
     }
+
+
+def _task_rows(task: Any) -> list[dict[str, Any]]:
+    """Task Dice per scanner (benchmark ``--labels``), as table rows; [] without it."""
+    per = task.get("per_scanner") if isinstance(task, dict) else None
+    if not isinstance(per, dict):
+        return []
+    return [
+        {"scanner": name, "dice": v.get("dice"), "n": v.get("n")}
+        for name, v in per.items()
+        if isinstance(v, dict)
+    ]

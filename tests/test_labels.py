@@ -233,9 +233,8 @@ def test_bad_features_are_reported_by_extract_and_the_build_completes(labelled, 
     args = [*extract_args(build, folder), "--classes", str(classes)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
-    assert "FAILED synth_000 2: feature 2: class 'necrosis' is not in the class list" in (
-        result.output
-    )
+    assert "annotations: 3 rows - ok 2, warn 0, failed 1" in result.output
+    assert "synth_000 / 2: feature 2: class 'necrosis' is not in the class list" in result.output
     assert "patches: 15 rows - ok 15" in result.output
     # and the report lists the feature among the failures
     assert CliRunner().invoke(main, ["analyze", str(build), "--features", "none"]).exit_code == 0

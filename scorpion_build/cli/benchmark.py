@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import device_option, seed_option
+from scorpion_build import logs
+from scorpion_build.cli.common import device_option, log, log_options, seed_option
 from scorpion_build.metrics import DEFAULT_THRESHOLD
 
 
@@ -98,7 +99,7 @@ def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> Pa
     help="Samples in the worst-samples montage.",
 )
 @click.option("--force", is_flag=True, help="Re-run inference even if predictions.zarr is done.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@log_options("out_dir")
 def command(
     data: Path,
     model: Path | None,
@@ -114,7 +115,6 @@ def command(
     seed: int,
     n_worst: int,
     force: bool,
-    quiet: bool,
 ) -> None:
     """Measure a model's consistency across scanners on a scanner-paired dataset.
 
@@ -145,13 +145,13 @@ def command(
             seed=seed,
             n_worst=n_worst,
             force=force,
-            progress=not quiet,
+            progress=logs.show_progress(),
         )
     except (DataError, CheckpointError) as exc:
         raise click.ClickException(str(exc)) from exc
     report = result.report
     for warning in report.get("warnings", []):
-        click.echo(f"warning: {warning}", err=True)
+        log.warning("%s", warning)
     click.echo(
         f"{report['n_samples']} samples x {len(report['scanners'])} scanners "
         f"({', '.join(report['scanners'])}), {len(report['pairwise'])} pairs"

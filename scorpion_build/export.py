@@ -1,27 +1,38 @@
 """Export a build's patches to the SCORPION release layout ``slide_{i}/sample_{j}/{scanner}.jpg``.
 
 Slides and samples are numbered from 1 in sorted ``slide_id`` / ``region_index`` order;
-``index.csv`` maps every folder back to its ``slide_id`` and ``sample_id``. The export is
-written beside its destination and swapped in when complete, so a failed export never
-leaves half a release, and two builds never mix in one folder.
+``index.csv`` maps every folder back to its ``slide_id`` and ``sample_id``. A build with a
+``labels`` array (``extract --annotations``) also gets ``label.png`` per sample (the
+reference scanner's frame) and ``labels/{scanner}.png`` beside the images, plus
+``classes.json`` at the top (docs/contracts.md section 4). ``attrs.json`` keeps the
+store's scanners, reference, mpp, region_um and size. The export is written beside its
+destination and swapped in when complete, so a failed export never leaves half a release,
+and two builds never mix in one folder.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
+import zarr
 
+from scorpion_build.bench.layout import ATTRS_FILE, CLASSES_FILE, LABEL_STEM, LABELS_DIR
 from scorpion_build.integrity import checked_reader, open_patch_array
+from scorpion_build.labels import LABELS_ARRAY, UNANNOTATED
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir, ensure_inside, safe_name
 from scorpion_build.options import OptionError, check_choice, check_number
 from scorpion_build.staging import swap_in
 
 FORMATS = ("jpg", "png")
+# Store attributes a release folder keeps (attrs.json): what a reader needs to use the images.
+RELEASE_ATTRS = ("scanners", "reference", "mpp", "region_um", "size")
 
 
 def check_export_options(fmt: str, quality: int) -> None:
@@ -86,6 +97,10 @@ def _write_release(
 ) -> pd.DataFrame:
     array, scanners = open_patch_array(build.zarr, build.root)
     read = checked_reader(array, patches, scanners, str(build.root))
+    group = zarr.open_group(str(build.zarr), mode="r")  # its metadata was just checked
+    labels = group.get(LABELS_ARRAY)
+    # samples of unannotated slides get no label files: all-zero maps would read as background
+    bare = set(labels.attrs.get(UNANNOTATED, [])) if labels is not None else set()
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpg" else []
     samples = (
         patches[["index", "slide_id", "sample_id", "region_index"]]
@@ -100,13 +115,21 @@ def _write_release(
             folder.mkdir(parents=True, exist_ok=True)
             ok = patches[(patches["index"] == s.index) & (patches["status"] != "failed")]
             written = []
+            labelled = labels is not None and s.index not in bare
             for scanner in ok["scanner"]:
-                rgb = read(int(s.index), scanners.index(scanner))
+                k = scanners.index(scanner)
+                rgb = read(int(s.index), k)
                 # scanner names are data: never let one climb out of the sample folder
                 name = folder / f"{safe_name(scanner)}.{fmt}"
                 if not cv2.imwrite(str(name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params):
                     raise OSError(f"{name}: could not be written; check free disk space")
                 written.append(scanner)
+                if labelled:
+                    _write_png(
+                        folder / LABELS_DIR / f"{safe_name(scanner)}.png", labels[s.index, k]
+                    )
+            if labelled and written:
+                _write_png(folder / f"{LABEL_STEM}.png", labels[s.index, 0])
             rows.append(
                 {
                     "slide": f"slide_{slide_num[slide_id]}",
@@ -119,4 +142,14 @@ def _write_release(
             )
     index = pd.DataFrame(rows)
     index.to_csv(out / "index.csv", index=False)
+    attrs = {k: v for k, v in group.attrs.items() if k in RELEASE_ATTRS}
+    (out / ATTRS_FILE).write_text(json.dumps(attrs, indent=1) + "\n")
+    if labels is not None:
+        (out / CLASSES_FILE).write_text(json.dumps(list(labels.attrs["classes"])) + "\n")
     return index
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"{path}: could not be written; check free disk space")

@@ -22,7 +22,14 @@ import zarr
 from scorpion_build import faults
 from scorpion_build import geometry as geo
 from scorpion_build.align import Correction, block_mean, estimate_correction, grey, similarity
+from scorpion_build.annotations import AnnotationSet
 from scorpion_build.integrity import chunk_problem, open_patch_array, patch_checksum
+from scorpion_build.labels import (
+    attach_annotations,
+    create_labels_array,
+    roi_mask,
+    write_sample_labels,
+)
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import (
     BuildDir,
@@ -206,6 +213,8 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         ]
         try:
             mask = joint_tissue_mask(ref, others, mask_mpp)
+            if task.get("roi"):
+                mask &= roi_mask(task["annotations"], task["roi"], ref.dimensions, mask.shape)
             fluorescent = is_fluorescence(ref.thumbnail_at(max(mask_mpp, FLUORESCENCE_MPP)))
         finally:
             for slide, _ in others:
@@ -249,9 +258,10 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         for i, r in enumerate(regions)
     ]
     if len(regions) < config.regions:
+        where = " inside the --roi-class annotations" if task.get("roi") else ""
         notes.append(
             f"only {len(regions)} of {config.regions} non-overlapping {config.region_um:g} um "
-            f"regions with >= {config.min_tissue:.0%} tissue common to all scans"
+            f"regions with >= {config.min_tissue:.0%} tissue common to all scans{where}"
             + field_too_small(mask, mask_mpp, config.region_um)
         )
         if not rows:
@@ -344,7 +354,8 @@ def extract_slide(
     """Write every scanner's patch of each of this slide's samples; return patch rows."""
     cv2.setNumThreads(1)
     # Every patch chunk is written: skipping zarr's "all fill value?" test saves ~30 ms/patch
-    arr = zarr.open_group(zarr_path, mode="r+")["patches"].with_config({"write_empty_chunks": True})
+    group = zarr.open_group(zarr_path, mode="r+")
+    arr = group["patches"].with_config({"write_empty_chunks": True})
     state = Path(state_dir)
     rows: list[dict] = []
     scans = task["scans"]
@@ -358,6 +369,8 @@ def extract_slide(
                 rows += done
                 continue
             sample_rows = _extract_sample(sample, scans, slides, ref_name, scanners, config, arr)
+            if task.get("annotations") is not None:  # before the marker: resume skips both
+                write_sample_labels(group, sample_rows, task["annotations"], config.size)
             write_json_atomic(sample_rows, marker)
             faults.reached("extract-marker")
             rows += sample_rows
@@ -524,8 +537,13 @@ def extract_build(
     regions_from: Path | None = None,
     force: bool = False,
     progress: bool = True,
+    annotations: AnnotationSet | None = None,
+    roi_classes: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sample regions and extract aligned patches for every slide of a registered build.
+
+    ``annotations`` (:func:`scorpion_build.annotations.load_build_annotations`) adds the
+    ``labels`` array; ``roi_classes`` samples only inside those annotated classes.
 
     A finished store is never deleted before its successor is complete: new settings or
     inputs (or ``force``) build a new store in ``BUILD/.state/extract-new`` that replaces
@@ -539,8 +557,9 @@ def extract_build(
     with build_lock(build.root):
         build.refuse_links(build.zarr, build.state / "extract", build.state / "extract-new")
         tasks, scanners, reference = slide_tasks(build)
+        labels_key = attach_annotations(tasks, annotations, roi_classes, regions_from)
         given = read_given_regions(regions_from, config.region_um) if regions_from else None
-        key = _inputs_key(config, build, regions_from, tasks)
+        key = _inputs_key(config, build, regions_from, tasks, labels_key)
         final_state, staging = build.state / "extract", build.state / "extract-new"
         in_place = not force and _stored_key(final_state) == key and _store_opens(build)
         if in_place:
@@ -554,14 +573,26 @@ def extract_build(
         samples["index"] = np.arange(len(samples), dtype=np.int64)
         if not store.exists():
             _create_store(store, len(samples), scanners, reference, config)
+            if annotations is not None:
+                group = zarr.open_group(str(store), mode="r+")
+                create_labels_array(group, samples, len(scanners), config.size, annotations)
             given_path = str(Path(regions_from).resolve()) if regions_from else None
-            meta = {"key": key, "config": asdict(config), "regions_from": given_path}
+            meta = {
+                "key": key,
+                "config": asdict(config),
+                "regions_from": given_path,
+                "labels": annotations is not None,
+            }
             write_json_atomic(meta, state / "config.json")
         patches = _extract_all(
             tasks, samples, scanners, config, store, state, workers, scheduler, progress
         )
         if not in_place:
             swap_in({staging / "patches.zarr": build.zarr, staging: final_state}, build.state)
+        if annotations is not None:
+            build.write("annotations", order_columns(pd.DataFrame(annotations.rows), "annotations"))
+        else:  # a build extracted without annotations has no labels to report on
+            build.manifest("annotations").unlink(missing_ok=True)
         build.write("regions", regions)
         build.write("patches", patches)
     return regions, patches
@@ -639,14 +670,20 @@ def _extract_all(tasks, samples, scanners, config, store, state, workers, schedu
 
 
 def _inputs_key(
-    config: ExtractConfig, build: BuildDir, regions_from: Path | None, tasks: list[dict]
+    config: ExtractConfig,
+    build: BuildDir,
+    regions_from: Path | None,
+    tasks: list[dict],
+    labels_key: str = "",
 ) -> str:
     """Changes whenever what the patches depend on changes: the config, each scan's status
-    and mpp, each registration's status and matrix, the given regions. Bookkeeping columns
-    (timings, QC paths) are left out, so re-running an unchanged registration keeps the
-    finished patches. The status of every scan as this run sees it (a slide file changed
-    since scan fails) is part of it too."""
+    and mpp, each registration's status and matrix, the given regions, the annotations.
+    Bookkeeping columns (timings, QC paths) are left out, so re-running an unchanged
+    registration keeps the finished patches. The status of every scan as this run sees it
+    (a slide file changed since scan fails) is part of it too."""
     h = hashlib.sha1(f"{STORE_VERSION}:{config.key()}".encode())
+    if labels_key:
+        h.update(labels_key.encode())
     for name, columns in INPUT_COLUMNS.items():
         table = build.read(name)
         table = table[[c for c in columns if c in table.columns]]

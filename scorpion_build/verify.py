@@ -69,6 +69,12 @@ def verify_build(
                 f"{build.state / 'extract'}: the settings of this store are unknown; rebuild it "
                 f"with `scorpion-build extract {build.root} --force` and your options"
             )
+        if meta.get("labels"):  # the annotations are an input verify does not know
+            raise ValueError(
+                f"{build.zarr} has labels from annotations: repair it by running the same "
+                f"`scorpion-build extract {build.root} --annotations ...` again (it re-extracts "
+                "only the damaged samples)"
+            )
         regions_from = meta.get("regions_from")
         extract_build(
             build.root,

@@ -69,7 +69,8 @@ def extract_config(config: PipelineConfig):  # noqa: ANN201 - ExtractConfig, imp
     from scorpion_build.extract import ExtractConfig
 
     options = config.stage_options("extract")
-    options.pop("regions_from")
+    for name in ("regions_from", "annotations", "classes", "roi_class"):  # inputs, not settings
+        options.pop(name)
     return ExtractConfig(**options)
 
 
@@ -130,6 +131,15 @@ def run_register(config: PipelineConfig, scheduler: str | None, force: bool) -> 
 def run_extract(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
     from scorpion_build.extract import extract_build
 
+    o = config.extract
+    annotations = None
+    if o.annotations:
+        from scorpion_build.annotations import load_build_annotations
+
+        slides = BuildDir.at(config.build_dir).read("slides")
+        annotations = load_build_annotations(
+            slides, config.path(o.annotations), config.path(o.classes)
+        )
     regions, patches = extract_build(
         config.build_dir,
         extract_config(config),
@@ -137,6 +147,8 @@ def run_extract(config: PipelineConfig, scheduler: str | None, force: bool) -> p
         scheduler=scheduler,
         regions_from=config.path(config.extract.regions_from),
         force=force,
+        annotations=annotations,
+        roi_classes=tuple(o.roi_class),
     )
     return {"regions": regions, "patches": patches}
 

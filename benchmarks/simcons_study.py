@@ -34,7 +34,7 @@ PAIRED_SCANNERS = ("AT2", "DP200", "GT450", "P1000", "Philips")
 TRAIN_VARIANTS = {"ref": ("LabScanA",), "hts": ("LabScanA", "LabScanB")}
 
 _COMMON_TRAIN = {"arch": "deeplabv3plus", "loss": "gdl", "val_style_consistency": False}
-_SMOKE_SYNTH = {"n_train": 48, "patch_px": 64, "patch_mpp": 2.0, "n_paired_slides": 2}
+_SMOKE_SYNTH = {"n_train": 64, "patch_px": 64, "patch_mpp": 2.0, "n_paired_slides": 2}
 _CPU_SYNTH = {"n_train": 256, "patch_px": 96, "patch_mpp": 2.0, "n_paired_slides": 10}
 PRESETS: dict[str, dict[str, Any]] = {
     # every stage once, on a toy: checks the pipeline end to end; its numbers mean nothing

@@ -128,6 +128,8 @@ def machine(device: str) -> str:
 def run_study(args: argparse.Namespace) -> None:
     study = load_study(args.preset, args.config)
     started = time.perf_counter()
+    # the commit that produced the results: taken now, before any edit made while it runs
+    produced_by = commit()
     runner = Study(study, args.work)
     runs = planned_runs(study)
     if not args.report_only:
@@ -152,7 +154,7 @@ def run_study(args: argparse.Namespace) -> None:
     header = {
         "preset": args.config.name if args.config else args.preset,
         "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
-        "commit": commit(),
+        "commit": produced_by,
         "code": runner.code,
         "machine": machine(study["train"]["device"]),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -80,7 +80,13 @@ PRESETS: dict[str, dict[str, Any]] = {
             "lambdas": [0.0, 0.1, 0.3, 0.5, 1.0],
             "seeds": 3,
         },
-        "ablations": [{"loss": "l1-mean"}, {"consistency_gradient": "stop-clean"}],
+        # what else could explain SimCons not helping: loss form and reduction, which
+        # branch gets the gradient, augmentation strength
+        "ablations": [
+            {"loss": "l1-mean"},
+            {"consistency_gradient": "stop-clean"},
+            {"randstainna": {"spread": 2.0}},
+        ],
     },
 }
 PRESET_FILES = {"paper": REPO / "pipelines" / "table1.yaml"}

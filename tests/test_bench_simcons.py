@@ -10,6 +10,7 @@ import pytest
 from benchmarks import simcons_report as report
 from benchmarks import simcons_study as study_mod
 from benchmarks.simcons_study import PRESETS, Run, Study, load_study, planned_runs
+from scorpion_build.train import TrainConfig
 
 
 def test_cpu_preset_meets_the_protocol():
@@ -133,3 +134,13 @@ def test_report_has_the_table_claims_sweep_and_figure(tmp_path):
     assert "holds" in text and "loss=l1-mean" in text
     png = tmp_path / "simcons_lambda.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
+def test_every_planned_run_is_a_valid_training_config(preset, tmp_path):
+    study = load_study(preset, None)
+    for run in planned_runs(study):
+        config = TrainConfig.from_dict({**run.settings(study), "data": "d", "out": "o"})
+        assert config.sa == run.sa and config.seed == run.seed
+        if run.overrides.get("randstainna"):
+            assert config.randstainna.spread == run.overrides["randstainna"]["spread"]

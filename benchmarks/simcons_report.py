@@ -235,8 +235,8 @@ def convergence_line(rows: list[dict]) -> str:
 SCALED_DOWN = """\
 What the CPU study scales down from the paper (Table 1 / Fig. 4 are at 1024 px, DeepLabV3+
 ResNet34, 150 epochs, ImageNet weights, real tissue): synthetic tissue at 2 um/px, 96 px
-tiles trained on 64 px crops, a ResNet18 encoder from random initialisation, 15 epochs
-(best epoch on validation), 256 labelled tiles, 100 paired samples x 5 scanners. The
+tiles trained on 64 px crops, a ResNet18 encoder from random initialisation, 12 epochs
+(best epoch on validation), 192 labelled tiles, 100 paired samples x 5 scanners. The
 paper-scale settings are `pipelines/table1.yaml` (`--preset paper`), for a GPU; no GPU was
 lent to the session that wrote this tool, so that preset has not been run."""
 

@@ -35,7 +35,7 @@ TRAIN_VARIANTS = {"ref": ("LabScanA",), "hts": ("LabScanA", "LabScanB")}
 
 _COMMON_TRAIN = {"arch": "deeplabv3plus", "loss": "gdl", "val_style_consistency": False}
 _SMOKE_SYNTH = {"n_train": 64, "patch_px": 64, "patch_mpp": 2.0, "n_paired_slides": 2}
-_CPU_SYNTH = {"n_train": 256, "patch_px": 96, "patch_mpp": 2.0, "n_paired_slides": 10}
+_CPU_SYNTH = {"n_train": 192, "patch_px": 96, "patch_mpp": 2.0, "n_paired_slides": 10}
 PRESETS: dict[str, dict[str, Any]] = {
     # every stage once, on a toy: checks the pipeline end to end; its numbers mean nothing
     "smoke": {
@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "size": 64,
             "batch_size": 8,
             "lr": 1e-3,
-            "epochs": 15,
+            "epochs": 12,
             "device": "cpu",
             "amp": False,
         },

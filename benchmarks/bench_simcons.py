@@ -6,7 +6,7 @@ differences with 95% intervals, verdicts per claim, the lambda-sweep PNG):
     nice -n 10 python benchmarks/bench_simcons.py --preset smoke   # minutes; numbers mean nothing
     nice -n 10 python benchmarks/bench_simcons.py --preset cpu     # the study, ~2 h on 2 cores
     python benchmarks/bench_simcons.py --preset paper               # pipelines/table1.yaml, GPU
-    python benchmarks/bench_simcons.py --speed --device cuda        # steps/s, paper model, AMP
+    python benchmarks/bench_simcons.py --speed --device cuda   # steps/s, GPU memory, paper model
 
 For the baseline and each style augmentation (SA) without (lambda = 0: train on SA(x)) and
 with the consistency loss, over several seeds and two training sets (one lab scanner, and an
@@ -95,10 +95,15 @@ def time_training_steps(work: Path, size_px: int, batch: int, device: str, steps
         trainer.train_step(batch_data, generator)
     sync()
     elapsed = time.perf_counter() - started
+    memory = (
+        f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+        if trainer.device.type == "cuda"
+        else ""
+    )
     print(
         f"training speed on {trainer.device} (AMP {'on' if trainer.amp else 'off'}), "
         f"{config.arch}/{config.encoder}, SimCons + RandStainNA, {size_px} px, batch {batch}: "
-        f"{steps / elapsed:.2f} steps/s, {steps * batch / elapsed:.1f} images/s"
+        f"{steps / elapsed:.2f} steps/s, {steps * batch / elapsed:.1f} images/s{memory}"
     )
 
 
@@ -191,9 +196,9 @@ def main() -> None:
         action="store_true",
         help="Only time training steps/s (paper model, AMP on CUDA) and exit.",
     )
-    parser.add_argument("--speed-size", type=int, default=512)
-    parser.add_argument("--speed-batch", type=int, default=16)
-    parser.add_argument("--speed-steps", type=int, default=20)
+    parser.add_argument("--speed-size", type=int, default=1024)
+    parser.add_argument("--speed-batch", type=int, default=8)
+    parser.add_argument("--speed-steps", type=int, default=300)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

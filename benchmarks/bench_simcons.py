@@ -128,7 +128,7 @@ def commit() -> str:
 def machine(device: str) -> str:
     return (
         f"{platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__} with {torch.get_num_threads()} threads, device {device}"
+        f"{torch.__version__}, torch threads {torch.get_num_threads()}, device {device}"
     )
 
 

@@ -255,7 +255,7 @@ def write_markdown(path: Path, rows: list[dict], study: dict[str, Any], header: 
             "> every stage of the study end to end in a few minutes. Its numbers mean",
             "> **nothing** about SimCons; the verdicts below are placeholders of the right",
             "> shape. The real study is `python benchmarks/bench_simcons.py --preset cpu`",
-            "> (about 2 h on a quiet 2-core machine).",
+            "> (estimated at about 2 h on a quiet 2-core machine; not run yet).",
             "",
         ]
     lines += [

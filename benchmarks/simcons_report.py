@@ -223,6 +223,16 @@ def plot_sweep(rows: list[dict], study: dict[str, Any], path: Path, title: str) 
     plt.close(fig)
 
 
+def collapse_line(rows: list[dict]) -> str:
+    """Runs that predict one class on the whole paired set agree across scanners by
+    construction: their paired Dice says nothing about consistency."""
+    collapsed = [r for r in rows if r.get("paired_classes_predicted", 2) < 2]
+    return (
+        f"{len(collapsed)} of {len(rows)} runs predict a single class on the whole paired set "
+        "(paired Dice 1 by construction); read paired Dice together with task Dice."
+    )
+
+
 def convergence_line(rows: list[dict]) -> str:
     late = [r for r in rows if r["best_epoch"] > 0.8 * r["epochs"]]
     epochs = sorted({r["epochs"] for r in rows})
@@ -247,7 +257,7 @@ def write_markdown(path: Path, rows: list[dict], study: dict[str, Any], header: 
     figure = path.with_name(path.stem + "_lambda.png")
     sweep = study["sweep"]
     title = f"{SA_NAMES[sweep['sa']]}, training '{sweep['variant']}', {header['preset']} preset"
-    plot_sweep(rows, study, figure, ("SMOKE RUN, numbers mean nothing: " if smoke else "") + title)
+    plot_sweep(rows, study, figure, ("SMOKE RUN, numbers mean nothing\n" if smoke else "") + title)
     lines = ["# SimCons study: Table 1 and Fig. 4 of the SCORPION paper, with statistics", ""]
     if smoke:
         lines += [
@@ -274,6 +284,8 @@ def write_markdown(path: Path, rows: list[dict], study: dict[str, Any], header: 
         *table_lines(rows, study),
         "",
         convergence_line(rows),
+        "",
+        collapse_line(rows),
         "",
         "## Claims: paired differences across seeds, 95% t intervals",
         "",

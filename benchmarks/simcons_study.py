@@ -266,4 +266,6 @@ class Study:
             "paired_average": summary.average,
             "paired_minimum": summary.minimum,
             "paired_task_dice": task["average"],
+            # one class everywhere agrees across scanners trivially (mode collapse)
+            "paired_classes_predicted": int(np.unique(preds).size),
         }

@@ -113,6 +113,7 @@ def fake_rows(study: dict) -> list[dict]:
             "overrides": run.overrides, "paired_average": 0.7 + gain + 0.01 * run.seed,
             "paired_minimum": 0.6 + gain, "val_dice": 0.8, "test_dice": 0.8 - 0.02 * run.weight,
             "paired_task_dice": 0.7, "best_epoch": 2, "epochs": 2, "from_cache": False,
+            "paired_classes_predicted": 1 if run.weight == 1.0 else 3,
         })  # fmt: skip
     return rows
 
@@ -132,6 +133,7 @@ def test_report_has_the_table_claims_sweep_and_figure(tmp_path):
     claim = "| ref | RandStainNA+SimCons > RandStainNA | paired_average | +3.00 [+3.00, +3.00]"
     assert claim + " (n=2) | holds |" in text
     assert "holds" in text and "loss=l1-mean" in text
+    assert "2 of 16 runs predict a single class on the whole paired set" in text
     png = tmp_path / "simcons_lambda.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -251,15 +251,10 @@ paper-scale settings are `pipelines/table1.yaml` (`--preset paper`), for a GPU; 
 lent to the session that wrote this tool, so that preset has not been run."""
 
 
-def write_markdown(path: Path, rows: list[dict], study: dict[str, Any], header: dict) -> None:
-    """The whole report: provenance, Table 1 shape, claims, lambda sweep, ablations."""
-    smoke = header["preset"] == "smoke"
-    figure = path.with_name(path.stem + "_lambda.png")
-    sweep = study["sweep"]
-    title = f"{SA_NAMES[sweep['sa']]}, training '{sweep['variant']}', {header['preset']} preset"
-    plot_sweep(rows, study, figure, ("SMOKE RUN, numbers mean nothing\n" if smoke else "") + title)
-    lines = ["# SimCons study: Table 1 and Fig. 4 of the SCORPION paper, with statistics", ""]
-    if smoke:
+def provenance_lines(header: dict, n_rows: int) -> list[str]:
+    """The smoke warning (for the smoke preset), command, commit, machine and cache use."""
+    lines = []
+    if header["preset"] == "smoke":
         lines += [
             "> **Smoke run.** This file was written by the `smoke` preset, a toy that checks",
             "> every stage of the study end to end in a few minutes. Its numbers mean",
@@ -268,14 +263,28 @@ def write_markdown(path: Path, rows: list[dict], study: dict[str, Any], header: 
             "> (estimated at about 2 h on a quiet 2-core machine; not run yet).",
             "",
         ]
-    lines += [
+    return lines + [
         f"- command: `{header['command']}`",
-        f"- commit: `{header['commit']}`; code version (hash of scorpion_build): "
-        f"`{header['code']}`",
+        f"- commit: `{header['commit']}`; code version (hash of scorpion_build and the study "
+        f"module): `{header['code']}`",
         f"- machine: {header['machine']}",
         f"- date: {header['date']}; wall time {header['wall_s']:.0f} s; "
-        f"{header['cached']} of {len(rows)} runs read from the cache (same settings and code)",
+        f"{header['cached']} of {n_rows} runs read from the cache (same settings and code)",
         f"- preset: `{header['preset']}`; paired set: {header['paired']}",
+    ]
+
+
+def write_markdown(path: Path, rows: list[dict], study: dict[str, Any], header: dict) -> None:
+    """The whole report: provenance, Table 1 shape, claims, lambda sweep, ablations."""
+    smoke = header["preset"] == "smoke"
+    figure = path.with_name(path.stem + "_lambda.png")
+    sweep = study["sweep"]
+    title = f"{SA_NAMES[sweep['sa']]}, training '{sweep['variant']}', {header['preset']} preset"
+    plot_sweep(rows, study, figure, ("SMOKE RUN, numbers mean nothing\n" if smoke else "") + title)
+    lines = [
+        "# SimCons study: Table 1 and Fig. 4 of the SCORPION paper, with statistics",
+        "",
+        *provenance_lines(header, len(rows)),
         "",
         SCALED_DOWN,
         "",

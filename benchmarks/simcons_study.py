@@ -24,7 +24,7 @@ from scorpion_build.bench.layout import read_label_map, read_rgb, scan_layout
 from scorpion_build.models import load_model, resolve_device
 from scorpion_build.synth import SynthConfig
 from scorpion_build.synth.labelled import write_paired_set, write_train_set
-from scorpion_build.train import TrainConfig, train
+from scorpion_build.train import TrainConfig, TrainResult, train
 from scorpion_build.train.evaluate import predict_labels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "device": "cpu",
             "amp": False,
         },
+        "convergence": {"late_fraction": 0.25, "extend_epochs": 1, "max_epochs": 3},
         "variants": ["ref", "hts"],
         "style_augmentations": ["randstainna"],
         "table_lambda": 0.3,
@@ -70,6 +71,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "device": "cpu",
             "amp": False,
         },
+        # best epoch in the last quarter: not converged yet, train 4 more (up to 24)
+        "convergence": {"late_fraction": 0.25, "extend_epochs": 4, "max_epochs": 24},
         "variants": ["ref", "hts"],
         "style_augmentations": ["colorjitter", "randstainna", "fda"],
         "table_lambda": 0.3,
@@ -179,7 +182,13 @@ class Study:
         self._paired: tuple[list[np.ndarray], np.ndarray, int] | None = None
 
     def run_key(self, run: Run) -> str:
-        return _key(run.settings(self.study), run.variant, self.study["synth"], self.code)
+        return _key(
+            run.settings(self.study),
+            run.variant,
+            self.study["synth"],
+            self.study["convergence"],
+            self.code,
+        )
 
     def cached(self, run: Run) -> dict[str, Any] | None:
         path = self.work / "results" / f"{self.run_key(run)}.json"
@@ -221,7 +230,7 @@ class Study:
             {**run.settings(self.study), "data": str(self.data / run.variant), "out": str(out)}
         )
         started = time.perf_counter()
-        result = train(config, resume=(out / "state.pt").exists(), progress=False)
+        result = self._train_to_convergence(config, out)
         epochs = len(result.history)
         row = {
             "key": key,
@@ -243,6 +252,20 @@ class Study:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(row, indent=2))
         return {**row, "from_cache": False}
+
+    def _train_to_convergence(self, config: TrainConfig, out: Path) -> TrainResult:
+        """Train, then extend by ``extend_epochs`` while the best validation epoch lies in the
+        last ``late_fraction`` of the epochs run, up to ``max_epochs`` (resumed exactly, so
+        the extended run is the run that would have been trained for longer)."""
+        rule = self.study["convergence"]
+        result = train(config, resume=(out / "state.pt").exists(), progress=False)
+        while (
+            result.best_epoch > (1 - rule["late_fraction"]) * len(result.history)
+            and len(result.history) < rule["max_epochs"]
+        ):
+            epochs = min(len(result.history) + rule["extend_epochs"], rule["max_epochs"])
+            result = train(config.replace(epochs=epochs), resume=True, progress=False)
+        return result
 
     def evaluate_paired(self, checkpoint: Path) -> dict[str, float]:
         """Scanner-paired Dice (average and minimum over the 10 pairs) and task Dice on the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -54,8 +55,13 @@ def test_cache_key_covers_every_setting_and_the_code(study, monkeypatch):
         Run("ref", "randstainna", 0.3, 0, {"loss": "l1-mean"}),
     ]
     assert len({study.run_key(r) for r in changed} | {key}) == len(changed) + 1
-    for section, name, value in [("train", "lr", 0.5), ("train", "fda", {"beta": 0.1}),
-                                 ("synth", "seed", 7)]:  # fmt: skip
+    settings = [
+        ("train", "lr", 0.5),
+        ("train", "fda", {"beta": 0.1}),
+        ("synth", "seed", 7),
+        ("convergence", "max_epochs", 9),
+    ]
+    for section, name, value in settings:
         before = study.study[section].get(name)
         study.study[section][name] = value
         assert study.run_key(run) != key, f"{section}.{name} is not in the key"
@@ -134,6 +140,7 @@ def test_report_has_the_table_claims_sweep_and_figure(tmp_path):
     assert claim + " (n=2) | holds |" in text
     assert "holds" in text and "loss=l1-mean" in text
     assert "2 of 16 runs predict a single class on the whole paired set" in text
+    assert "epochs run 2-2. 16 of 16 runs still peaked late" in text
     png = tmp_path / "simcons_lambda.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -146,3 +153,26 @@ def test_every_planned_run_is_a_valid_training_config(preset, tmp_path):
         assert config.sa == run.sa and config.seed == run.seed
         if run.overrides.get("randstainna"):
             assert config.randstainna.spread == run.overrides["randstainna"]["spread"]
+
+
+def test_runs_are_extended_while_the_best_epoch_is_late(study, monkeypatch):
+    # best epoch = epochs run until 4, then stays at 4; late means > 75% of the epochs run:
+    # 2/2, 3/3, 4/4, 4/5 are late; 4/6 is not, so the run stops at 6 epochs
+    calls = []
+
+    def fake_train(config, resume, progress):
+        calls.append((config.epochs, resume))
+        history = list(range(config.epochs))
+        return SimpleNamespace(history=history, best_epoch=min(config.epochs, 4))
+
+    monkeypatch.setattr(study_mod, "train", fake_train)
+    study.study["convergence"] = {"late_fraction": 0.25, "extend_epochs": 1, "max_epochs": 9}
+    config = TrainConfig(data="d", out="o", epochs=2)
+    result = study._train_to_convergence(config, study.work / "run")
+    assert calls == [(2, False), (3, True), (4, True), (5, True), (6, True)]
+    assert len(result.history) == 6 and result.best_epoch == 4
+    # never beyond max_epochs
+    calls.clear()
+    study.study["convergence"]["max_epochs"] = 3
+    study._train_to_convergence(config, study.work / "run2")
+    assert calls == [(2, False), (3, True)]

@@ -201,3 +201,12 @@ def test_simcons_loss_without_style_branch_is_the_supervised_loss():
     parts = simcons_loss(logits, labels, None, weight=1.0)
     assert parts.consistency.item() == 0.0
     assert parts.total.item() == pytest.approx(parts.supervised.item())
+
+
+def test_l1_mean_consistency_loss_matches_the_hand_computed_value():
+    # p0 = [1, 1, .5, .5], p1 = [0, 0, .5, .5];  q0 = [1, 1, 1, 1], q1 = 0
+    # class 0: 1 - sum|p-q| / (3 + 4) = 1 - 1/7 = 6/7;  class 1: 1 - 1 / (1 + 0) = 0
+    # Dice mean 3/7, loss 4/7 (gdl with weights from p would give a different value)
+    p = probs([1, 1, 0.5, 0.5], [0, 0, 0.5, 0.5]).clamp_min(1e-30).log()
+    q = probs([1, 1, 1, 1], [0, 0, 0, 0]).clamp_min(1e-30).log()
+    assert consistency_loss(p, q, form="l1-mean").item() == pytest.approx(4 / 7, abs=1e-6)

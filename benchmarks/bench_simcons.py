@@ -4,7 +4,7 @@ One command runs the whole study and writes ``docs/results/simcons.md`` (tables,
 differences with 95% intervals, verdicts per claim, the lambda-sweep PNG):
 
     nice -n 10 python benchmarks/bench_simcons.py --preset smoke   # minutes; numbers mean nothing
-    nice -n 10 python benchmarks/bench_simcons.py --preset cpu     # the study, ~2 h on 2 cores
+    nice -n 10 python benchmarks/bench_simcons.py --preset cpu --jobs 2   # the study, ~2 h
     python benchmarks/bench_simcons.py --preset paper               # pipelines/table1.yaml, GPU
     python benchmarks/bench_simcons.py --speed --device cuda   # steps/s, GPU memory, paper model
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import os
 import platform
 import shlex
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 # one thread per process by default: on a busy machine two OpenMP threads that wait for
@@ -41,7 +43,16 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simcons_report import write_markdown  # noqa: E402
-from simcons_study import PRESET_FILES, PRESETS, REPO, Study, load_study, planned_runs  # noqa: E402
+from simcons_study import (  # noqa: E402
+    PRESET_FILES,
+    PRESETS,
+    REPO,
+    Run,
+    Study,
+    execute_run,
+    load_study,
+    planned_runs,
+)
 
 from scorpion_build.train import TrainConfig  # noqa: E402
 
@@ -132,6 +143,48 @@ def machine(device: str) -> str:
     )
 
 
+def collect_rows(runner: Study, runs: list[Run], jobs: int, report_only: bool) -> list[dict]:
+    """Every run's result, from the cache or trained now (``jobs`` processes at a time)."""
+    todo = []
+    for i, run in enumerate(runs, 1):
+        if report_only and runner.cached(run) is None:
+            print(f"  [{i}/{len(runs)}] {run.label}: not run yet (left out)", flush=True)
+        else:
+            todo.append(run)
+    left = sum(runner.cached(r) is None for r in todo)
+    fresh_s: list[float] = []
+    rows = []
+
+    def show(row: dict) -> None:
+        nonlocal left
+        if row["from_cache"]:
+            source = "from cache"
+        else:
+            fresh_s.append(row["seconds"])
+            left -= 1
+            eta_min = left * np.mean(fresh_s) / jobs / 60
+            source = f"{row['seconds']:.0f} s; about {eta_min:.0f} min left"
+        print(
+            f"  [{len(rows) + 1}/{len(todo)}] {row['label']:40s} paired avg "
+            f"{row['paired_average']:.3f} min {row['paired_minimum']:.3f} test "
+            f"{row['test_dice']:.3f}  ({source})",
+            flush=True,
+        )
+        rows.append(row)
+
+    if jobs <= 1:
+        for run in todo:
+            show(runner.execute(run))
+        return rows
+    # one single-threaded process per core beats one process with several threads
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [pool.submit(execute_run, runner.study, runner.work, run) for run in todo]
+        for future in as_completed(futures):
+            show(future.result())
+    return rows
+
+
 def run_study(args: argparse.Namespace) -> None:
     study = load_study(args.preset, args.config)
     started = time.perf_counter()
@@ -142,25 +195,7 @@ def run_study(args: argparse.Namespace) -> None:
     if not args.report_only:
         runner.prepare_data()
     print(f"{len(runs)} runs; data {runner.data}; code version {runner.code}", flush=True)
-    rows: list[dict] = []
-    fresh_s: list[float] = []
-    for i, run in enumerate(runs, 1):
-        if args.report_only and runner.cached(run) is None:
-            print(f"  [{i}/{len(runs)}] {run.label}: not run yet (left out)", flush=True)
-            continue
-        row = runner.execute(run)
-        if row["from_cache"]:
-            source = "from cache"
-        else:
-            fresh_s.append(row["seconds"])
-            left = sum(runner.cached(r) is None for r in runs[i:])
-            source = f"{row['seconds']:.0f} s; about {left * np.mean(fresh_s) / 60:.0f} min left"
-        print(
-            f"  [{i}/{len(runs)}] {run.label:40s} paired avg {row['paired_average']:.3f} "
-            f"min {row['paired_minimum']:.3f} test {row['test_dice']:.3f}  ({source})",
-            flush=True,
-        )
-        rows.append(row)
+    rows = collect_rows(runner, runs, args.jobs, args.report_only)
     if not rows:
         sys.exit("no results to report: run without --report-only first")
     images, _, n = runner.paired()
@@ -190,6 +225,9 @@ def main() -> None:
     parser.add_argument("--out-md", type=Path, default=REPO / "docs" / "results" / "simcons.md")
     parser.add_argument(
         "--report-only", action="store_true", help="Report cached runs only; train nothing."
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="Runs trained at once, one process each (1 thread)."
     )
     parser.add_argument(
         "--speed",

@@ -263,7 +263,7 @@ def provenance_lines(header: dict, n_rows: int) -> list[str]:
             "> **Smoke run.** This file was written by the `smoke` preset, a toy that checks",
             "> every stage of the study end to end in a few minutes. Its numbers mean",
             "> **nothing** about SimCons; the verdicts below are placeholders of the right",
-            "> shape. The real study is `python benchmarks/bench_simcons.py --preset cpu`",
+            "> shape. The real study is `python benchmarks/bench_simcons.py --preset cpu --jobs 2`",
             "> (estimated at about 2 h on a quiet 2-core machine; not run yet).",
             "",
         ]

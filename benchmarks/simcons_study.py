@@ -250,7 +250,10 @@ class Study:
         }
         path = self.work / "results" / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(row, indent=2))
+        # written whole or not at all: a study killed mid-write must not leave a broken entry
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(row, indent=2))
+        tmp.replace(path)
         return {**row, "from_cache": False}
 
     def _train_to_convergence(self, config: TrainConfig, out: Path) -> TrainResult:
@@ -292,3 +295,8 @@ class Study:
             # one class everywhere agrees across scanners trivially (mode collapse)
             "paired_classes_predicted": int(np.unique(preds).size),
         }
+
+
+def execute_run(study: dict[str, Any], work: Path, run: Run) -> dict[str, Any]:
+    """:meth:`Study.execute` in a worker process (data already prepared by the parent)."""
+    return Study(study, work).execute(run)

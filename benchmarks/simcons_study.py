@@ -33,23 +33,24 @@ PAIRED_SCANNERS = ("AT2", "DP200", "GT450", "P1000", "Philips")
 # every scanner style of the paired set is unseen in training, as in the paper
 TRAIN_VARIANTS = {"ref": ("LabScanA",), "hts": ("LabScanA", "LabScanB")}
 
-_COMMON_TRAIN = {"arch": "deeplabv3plus", "loss": "gdl", "val_style_consistency": False}
+# the CPU presets' model: DeepLabV3+ as in the paper, a ResNet18 encoder from random init
+_CPU_TRAIN = {
+    "arch": "deeplabv3plus",
+    "encoder": "resnet18",
+    "loss": "gdl",
+    "batch_size": 8,
+    "lr": 1e-3,
+    "device": "cpu",
+    "amp": False,
+    "val_style_consistency": False,
+}
 _SMOKE_SYNTH = {"n_train": 64, "patch_px": 64, "patch_mpp": 2.0, "n_paired_slides": 2}
 _CPU_SYNTH = {"n_train": 192, "patch_px": 96, "patch_mpp": 2.0, "n_paired_slides": 10}
 PRESETS: dict[str, dict[str, Any]] = {
     # every stage once, on a toy: checks the pipeline end to end; its numbers mean nothing
     "smoke": {
         "synth": {**_SMOKE_SYNTH, "paired_samples": 5, "seed": 0},
-        "train": {
-            **_COMMON_TRAIN,
-            "encoder": "resnet18",
-            "size": 32,
-            "batch_size": 8,
-            "lr": 1e-3,
-            "epochs": 2,
-            "device": "cpu",
-            "amp": False,
-        },
+        "train": {**_CPU_TRAIN, "size": 32, "epochs": 2},
         "convergence": {"late_fraction": 0.25, "extend_epochs": 1, "max_epochs": 3},
         "variants": ["ref", "hts"],
         "style_augmentations": ["randstainna"],
@@ -61,16 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the CPU study (~2 h on a quiet 2-core machine): 100 paired samples x 5 scanners
     "cpu": {
         "synth": {**_CPU_SYNTH, "paired_samples": 10, "seed": 0},
-        "train": {
-            **_COMMON_TRAIN,
-            "encoder": "resnet18",
-            "size": 64,
-            "batch_size": 8,
-            "lr": 1e-3,
-            "epochs": 12,
-            "device": "cpu",
-            "amp": False,
-        },
+        "train": {**_CPU_TRAIN, "size": 64, "epochs": 12},
         # best epoch in the last quarter: not converged yet, train 4 more (up to 24)
         "convergence": {"late_fraction": 0.25, "extend_epochs": 4, "max_epochs": 24},
         "variants": ["ref", "hts"],

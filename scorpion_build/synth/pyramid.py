@@ -1,0 +1,181 @@
+"""Stream a pyramid level by level with memory bounded by one strip, whatever the slide size.
+
+A level arrives as horizontal strips (top to bottom). Each strip is cut into TIFF tiles for
+the writer and, on the way, area-averaged by an integer factor into the next level, which is
+spooled to an unlinked temporary file (raw RGB) and read back strip by strip when its page is
+written. Only one strip per level is ever in memory: a 20 x 15 mm slide at 0.25 um/px
+(80,000 x 60,000 px) needs ~60 MB per strip instead of 14 GB for the level.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+
+def strips_from_tile_rows(tile_rows: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """(n_x, t, t, 3) rows of tiles (as rendered) -> (t, n_x * t, 3) strips."""
+    for tiles in tile_rows:
+        n_x, th, tw = tiles.shape[:3]
+        yield tiles.transpose(1, 0, 2, 3).reshape(th, n_x * tw, tiles.shape[3])
+
+
+def tiles_of_strip(strip: np.ndarray, tile_px: int) -> Iterator[np.ndarray]:
+    """Tiles of one strip, left to right; the last one may be narrower (the writer pads it)."""
+    for x0 in range(0, strip.shape[1], tile_px):
+        yield strip[:, x0 : x0 + tile_px]
+
+
+def shrink(strip: np.ndarray, factor: int) -> np.ndarray:
+    """Exact block means of ``factor x factor`` pixels (size divisible by ``factor``)."""
+    if factor == 1:
+        return strip
+    h, w = strip.shape[:2]
+    return cv2.resize(strip, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+
+
+class LevelSpool:
+    """One pyramid level written as strips to a temporary file, read back as strips.
+
+    Parameters
+    ----------
+    width, height : size of the level in px.
+    directory : where the temporary file lives (next to the output keeps it on one disk).
+    """
+
+    def __init__(self, width: int, height: int, directory: str | Path | None = None) -> None:
+        self.width, self.height = int(width), int(height)
+        # unlinked at once: nothing is left behind even if the process is killed
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed by close()
+        self._rows = 0
+
+    def add(self, strip: np.ndarray) -> None:
+        if strip.shape[1:] != (self.width, 3):
+            raise ValueError(f"strip of shape {strip.shape} for a level {self.width} px wide")
+        self._file.write(np.ascontiguousarray(strip, np.uint8).tobytes())
+        self._rows += strip.shape[0]
+
+    def strips(self, rows: int) -> Iterator[np.ndarray]:
+        """The level as strips of ``rows`` rows (the last may be shorter)."""
+        if self._rows != self.height:
+            raise ValueError(f"level has {self._rows} rows written, expected {self.height}")
+        self._file.seek(0)
+        row_bytes = self.width * 3
+        for y0 in range(0, self.height, rows):
+            n = min(rows, self.height - y0)
+            data = self._file.read(n * row_bytes)
+            yield np.frombuffer(data, np.uint8).reshape(n, self.width, 3)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def feed(
+    strips: Iterable[np.ndarray], spool: LevelSpool | None, factor: int
+) -> Iterator[np.ndarray]:
+    """Pass strips through unchanged, spooling each one shrunk by ``factor`` on the way."""
+    for strip in strips:
+        if spool is not None:
+            spool.add(shrink(strip, factor))
+        yield strip
+
+
+def thumbnail(strips: Iterable[np.ndarray], size: tuple[int, int], height: int) -> np.ndarray:
+    """A level of ``height`` rows shrunk to ``size = (w, h)`` strip by strip (memory: output)."""
+    w_out, h_out = size
+    # each strip shrinks to at least one row; the final resize evens out the rounding
+    parts = [
+        cv2.resize(
+            s,
+            (w_out, max(1, round(s.shape[0] * h_out / height))),
+            interpolation=cv2.INTER_AREA,
+        )
+        for s in strips
+    ]
+    return cv2.resize(np.concatenate(parts, axis=0), size, interpolation=cv2.INTER_AREA)
+
+
+# keep(level, tile_row, tile_col) -> False writes that tile as missing (TileByteCounts 0)
+TileFilter = Callable[[int, int, int], bool]
+
+
+def write_levels(
+    tif: tifffile.TiffWriter,
+    strips: Iterable[np.ndarray],
+    sizes: list[tuple[int, int]],
+    tile_px: int,
+    page_options: Callable[[int], dict],
+    *,
+    after_level0: Callable[[LevelSpool | None], None] | None = None,
+    keep: TileFilter | None = None,
+    page_sizes: list[tuple[int, int]] | None = None,
+) -> None:
+    """Write each level of ``sizes`` as one tiled page, from level-0 ``strips`` of ``tile_px`` rows.
+
+    Parameters
+    ----------
+    sizes : (width, height) of each level in px; each divides the previous exactly.
+    page_options : keyword arguments of ``tif.write`` for level k (description, subfiletype...).
+    after_level0 : called with the level-1 spool once level 0 is written (e.g. a thumbnail page).
+    keep : which tiles exist; the others are written empty, as sparse scanners do.
+    page_sizes : stored page size per level when larger than the level (padded to whole
+        tiles, as Philips writes them); the padding is white.
+    """
+    page_sizes = page_sizes or sizes
+    directory = Path(tif.filehandle.path).parent if tif.filehandle.path else None
+    spool: LevelSpool | None = None
+    source = strips
+    try:
+        for k, (w, h) in enumerate(sizes):
+            nxt = LevelSpool(*sizes[k + 1], directory) if k + 1 < len(sizes) else None
+            factor = w // sizes[k + 1][0] if nxt is not None else 1
+            page_w, page_h = page_sizes[k]
+            level_strips = feed(source, nxt, factor)
+            tiles = _page_tiles(level_strips, (w, h), (page_w, page_h), tile_px, k, keep)
+            tif.write(
+                tiles,
+                shape=(page_h, page_w, 3),
+                dtype=np.uint8,
+                tile=(tile_px, tile_px),
+                **page_options(k),
+            )
+            if spool is not None:
+                spool.close()
+            if k == 0 and after_level0 is not None:
+                after_level0(nxt)
+            spool = nxt
+            source = nxt.strips(tile_px) if nxt is not None else iter(())
+    finally:
+        if spool is not None:
+            spool.close()
+
+
+def _page_tiles(
+    strips: Iterable[np.ndarray],
+    size: tuple[int, int],
+    page_size: tuple[int, int],
+    tile_px: int,
+    level: int,
+    keep: TileFilter | None,
+) -> Iterator[np.ndarray | None]:
+    (w, h), (page_w, page_h) = size, page_size
+    rows = 0
+    for ty, strip in enumerate(strips):
+        if strip.shape[1] != w:
+            raise ValueError(f"strip {strip.shape} for a level {w} px wide")
+        rows += strip.shape[0]
+        if page_w > w:
+            strip = np.pad(strip, ((0, 0), (0, page_w - w), (0, 0)), constant_values=255)
+        for tx, tile in enumerate(tiles_of_strip(strip, tile_px)):
+            yield tile if keep is None or keep(level, ty, tx) else None
+    if rows != h:
+        raise ValueError(f"level {level}: strips covered {rows} rows, expected {h}")
+    n_x = -(-page_w // tile_px)
+    white = np.full((tile_px, tile_px, 3), 255, np.uint8)
+    for _ in range(-(-page_h // tile_px) - -(-h // tile_px)):
+        yield from (white for _ in range(n_x))

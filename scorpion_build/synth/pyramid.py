@@ -100,7 +100,7 @@ def thumbnail(strips: Iterable[np.ndarray], size: tuple[int, int], height: int) 
     return cv2.resize(np.concatenate(parts, axis=0), size, interpolation=cv2.INTER_AREA)
 
 
-# keep(level, tile_row, tile_col) -> False writes that tile as missing (TileByteCounts 0)
+# keep(level, tile_row, tile_col) -> False: a tile the scanner did not scan (see write_levels)
 TileFilter = Callable[[int, int, int], bool]
 
 
@@ -114,7 +114,7 @@ def write_levels(
     after_level0: Callable[[LevelSpool | None], None] | None = None,
     keep: TileFilter | None = None,
     page_sizes: list[tuple[int, int]] | None = None,
-) -> None:
+) -> list[list[int]]:
     """Write each level of ``sizes`` as one tiled page, from level-0 ``strips`` of ``tile_px`` rows.
 
     Parameters
@@ -122,7 +122,9 @@ def write_levels(
     sizes : (width, height) of each level in px; each divides the previous exactly.
     page_options : keyword arguments of ``tif.write`` for level k (description, subfiletype...).
     after_level0 : called with the level-1 spool once level 0 is written (e.g. a thumbnail page).
-    keep : which tiles exist; the others are written empty, as sparse scanners do.
+    keep : which tiles exist. The others are written white and returned, to be marked
+        missing (TileByteCounts 0) by :func:`mark_missing` once the file is closed: tifffile
+        cannot start a page with an empty tile.
     page_sizes : stored page size per level when larger than the level (padded to whole
         tiles, as Philips writes them); the padding is white.
     """
@@ -130,13 +132,17 @@ def write_levels(
     directory = Path(tif.filehandle.path).parent if tif.filehandle.path else None
     spool: LevelSpool | None = None
     source = strips
+    missing: list[list[int]] = []
     try:
         for k, (w, h) in enumerate(sizes):
             nxt = LevelSpool(*sizes[k + 1], directory) if k + 1 < len(sizes) else None
             factor = w // sizes[k + 1][0] if nxt is not None else 1
             page_w, page_h = page_sizes[k]
             level_strips = feed(source, nxt, factor)
-            tiles = _page_tiles(level_strips, (w, h), (page_w, page_h), tile_px, k, keep)
+            missing.append([])
+            tiles = _page_tiles(
+                level_strips, (w, h), (page_w, page_h), tile_px, k, keep, missing[-1]
+            )
             tif.write(
                 tiles,
                 shape=(page_h, page_w, 3),
@@ -153,6 +159,20 @@ def write_levels(
     finally:
         if spool is not None:
             spool.close()
+    return missing
+
+
+def mark_missing(path: str | Path, pages: list[int], missing: list[list[int]]) -> None:
+    """Set TileByteCounts to 0 for the ``missing`` tile indices of each page in ``pages``."""
+    if not any(missing):
+        return
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for index, tiles in zip(pages, missing, strict=True):
+            if tiles:
+                tag = tif.pages[index].tags["TileByteCounts"]
+                counts = np.array(tag.value, dtype=np.int64)
+                counts[tiles] = 0
+                tag.overwrite(counts.tolist())
 
 
 def _page_tiles(
@@ -162,9 +182,11 @@ def _page_tiles(
     tile_px: int,
     level: int,
     keep: TileFilter | None,
-) -> Iterator[np.ndarray | None]:
+    missing: list[int],
+) -> Iterator[np.ndarray]:
     (w, h), (page_w, page_h) = size, page_size
-    rows = 0
+    rows, n_x = 0, -(-page_w // tile_px)
+    white = np.full((tile_px, tile_px, 3), 255, np.uint8)
     for ty, strip in enumerate(strips):
         if strip.shape[1] != w:
             raise ValueError(f"strip {strip.shape} for a level {w} px wide")
@@ -172,10 +194,12 @@ def _page_tiles(
         if page_w > w:
             strip = np.pad(strip, ((0, 0), (0, page_w - w), (0, 0)), constant_values=255)
         for tx, tile in enumerate(tiles_of_strip(strip, tile_px)):
-            yield tile if keep is None or keep(level, ty, tx) else None
+            if keep is None or keep(level, ty, tx):
+                yield tile
+            else:
+                missing.append(ty * n_x + tx)
+                yield white[: tile.shape[0], : tile.shape[1]]
     if rows != h:
         raise ValueError(f"level {level}: strips covered {rows} rows, expected {h}")
-    n_x = -(-page_w // tile_px)
-    white = np.full((tile_px, tile_px, 3), 255, np.uint8)
     for _ in range(-(-page_h // tile_px) - -(-h // tile_px)):
         yield from (white for _ in range(n_x))

@@ -1,0 +1,293 @@
+"""The scanners' own containers: Ventana BIF (DP200) and Philips TIFF, as OpenSlide reads them.
+
+Each layout follows what OpenSlide's backend requires (``openslide-vendor-ventana.c``,
+``openslide-vendor-philips-tiff.c``):
+
+- Ventana BIF: page 0 carries an XMP packet (TIFF tag 700) whose root is ``<iScan>`` with
+  ``Magnification`` and ``ScanRes`` (um/px). Level pages are described ``level=k mag=M
+  quality=Q``. Level 0 has its own XMP, ``<EncodeInfo>``, listing the area of interest and
+  the joints between camera tiles; each TIFF tile is one camera image, and neighbouring
+  camera images overlap by ``overlap_px``, so the stored page is larger than the slide and
+  OpenSlide places tile ``(col, row)`` at ``(col, row) * (tile - overlap)``. Camera tiles are
+  numbered from the bottom-left, serpentine. Reduced levels hold the camera images shrunk,
+  ``2**k x 2**k`` of them per TIFF tile.
+- Philips TIFF: Software starts with ``Philips``; page 0's ImageDescription is the
+  ``DPUfsImport`` XML with one ``WSI`` image and a ``DICOM_PIXEL_SPACING`` (mm) per level.
+  Reduced pages are padded to whole tiles (OpenSlide clips them to level 0 / downsample),
+  and tiles outside the scanned tissue are absent (TileByteCounts 0): a sparse level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+from scorpion_build.synth.pyramid import LevelSpool, mark_missing, thumbnail, write_levels
+from scorpion_build.synth.writers import checked_strips, level_sizes, needs_bigtiff, page_common
+
+_XMP = 700  # TIFF tag XMLPacket
+_VENTANA_SOFTWARE = "ScanOutputManager 1.1.0.15854 (scorpion-build synth)"
+_PHILIPS_SOFTWARE = "Philips DP v1.0 (scorpion-build synth)"
+
+
+@dataclass(frozen=True)
+class BifLayout:
+    """Camera tiles of a BIF level 0: ``cols x rows`` images of ``tile_px``, ``advance_px`` apart.
+
+    ``width x height`` is the level-0 size OpenSlide reports: ``(cols - 1) * advance + tile``.
+    """
+
+    tile_px: int
+    advance_px: int
+    cols: int
+    rows: int
+
+    @property
+    def width(self) -> int:
+        return (self.cols - 1) * self.advance_px + self.tile_px
+
+    @property
+    def height(self) -> int:
+        return (self.rows - 1) * self.advance_px + self.tile_px
+
+    @property
+    def levels(self) -> int:
+        """Levels of downsample 2**k that keep tiles and advances whole pixels (at most 6)."""
+        k = 0
+        while k < 5 and self.advance_px % 2 ** (k + 1) == 0 and self.tile_px % 2 ** (k + 1) == 0:
+            k += 1
+        return k + 1
+
+
+def bif_layout(width: int, height: int, overlap_px: int = 16) -> BifLayout:
+    """Smallest camera grid covering ``width x height`` px (at least 2 x 2 camera tiles).
+
+    DP200 camera images are 1024 px; small test slides get 256 px ones so that they still
+    have joints in both directions (OpenSlide averages the joints' overlaps).
+    """
+    tile = 1024 if min(width, height) >= 2 * 1024 else 256
+    advance = tile - overlap_px
+    cols = max(2, -(-(width - tile) // advance) + 1)
+    rows = max(2, -(-(height - tile) // advance) + 1)
+    return BifLayout(tile, advance, cols, rows)
+
+
+def write_bif(
+    path: str | Path,
+    tile_rows: Iterable[np.ndarray],
+    layout: BifLayout,
+    *,
+    mpp: float,
+    render_tile_px: int = 256,
+    compression: str = "jpeg",
+    jpeg_quality: int = 85,
+) -> list[tuple[int, int]]:
+    """Write a Ventana BIF whose stitched level 0 (as OpenSlide places the camera tiles) is
+    the rendered scene; return the stored page sizes.
+
+    ``tile_rows`` renders the scene at least ``layout.width x layout.height`` px, in rows of
+    ``render_tile_px`` (its size rounded up to whole render tiles).
+    """
+    t = layout.tile_px
+    pages = [(layout.cols * t >> k, layout.rows * t >> k) for k in range(layout.levels)]
+    mag = 40 if mpp < 0.375 else 20
+    common = page_common(compression, jpeg_quality, _VENTANA_SOFTWARE)
+    iscan = _iscan_xml(mpp, mag).encode()
+
+    def options(k: int) -> dict:
+        extra = [(_XMP, 1, 0, _encode_info(layout).encode(), True)] if k == 0 else []
+        desc = f"level={k} mag={mag / 2**k:g} quality={jpeg_quality}"
+        return dict(description=desc, extratags=_counted(extra), **common)
+
+    def thumbnail_page(level1: LevelSpool | None) -> None:
+        if level1 is not None:
+            size = _fit(pages[1], 1024)
+            tif.write(
+                thumbnail(level1.strips(t), size, pages[1][1]), description="Thumbnail", **common
+            )
+
+    w_render = -(-layout.width // render_tile_px) * render_tile_px
+    scene = checked_strips(
+        tile_rows, w_render, _rows_rendered(layout, render_tile_px), render_tile_px
+    )
+    with tifffile.TiffWriter(path, bigtiff=needs_bigtiff(*pages[0])) as tif:
+        tif.write(
+            _label(),
+            description="Label_Image",
+            extratags=_counted([(_XMP, 1, 0, iscan, True)]),
+            **common,
+        )
+        write_levels(
+            tif, _camera_strips(scene, layout), pages, t, options, after_level0=thumbnail_page
+        )
+    return pages
+
+
+def _rows_rendered(layout: BifLayout, render_tile_px: int) -> int:
+    return -(-layout.height // render_tile_px) * render_tile_px
+
+
+def _camera_strips(scene: Iterator[np.ndarray], layout: BifLayout) -> Iterator[np.ndarray]:
+    """Level-0 page strips: camera row r holds scene rows [r * advance, r * advance + tile),
+    each camera image the scene's [c * advance, c * advance + tile) columns."""
+    t, a = layout.tile_px, layout.advance_px
+    buffer, top = np.empty((0, 0, 3), np.uint8), 0  # scene rows [top, top + len(buffer))
+    for r in range(layout.rows):
+        y0 = r * a
+        while top + buffer.shape[0] < y0 + t:
+            strip = next(scene)
+            buffer = strip if buffer.size == 0 else np.concatenate([buffer, strip], axis=0)
+        rows = buffer[y0 - top : y0 - top + t]
+        yield np.concatenate([rows[:, c * a : c * a + t] for c in range(layout.cols)], axis=1)
+        drop = (r + 1) * a - top  # rows above the next camera row are done with
+        buffer, top = buffer[drop:], top + drop
+    for _ in scene:  # let the render stream finish its checks
+        pass
+
+
+def _tile_number(layout: BifLayout, col: int, row: int) -> int:
+    """1-based camera tile number: rows counted from the bottom, odd rows right to left."""
+    from_bottom = layout.rows - 1 - row
+    c = col if from_bottom % 2 == 0 else layout.cols - 1 - col
+    return from_bottom * layout.cols + c + 1
+
+
+def _encode_info(layout: BifLayout) -> str:
+    ov = layout.tile_px - layout.advance_px
+    joints = []
+    for row in range(layout.rows):
+        for col in range(layout.cols):
+            here = _tile_number(layout, col, row)
+            if col + 1 < layout.cols:
+                right = _tile_number(layout, col + 1, row)
+                joints.append(_joint("RIGHT", here, right, ov, 0))
+            if row > 0:  # UP joins this tile to the one above it
+                joints.append(_joint("UP", here, _tile_number(layout, col, row - 1), 0, ov))
+    t = layout.tile_px
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<EncodeInfo Ver="2">\n'
+        '<AoiOrigin><AOI0 OriginX="0" OriginY="0"/></AoiOrigin>\n<SlideStitchInfo>\n'
+        f'<ImageInfo AOIScanned="1" AOIIndex="0" Width="{t}" Height="{t}" '
+        f'NumRows="{layout.rows}" NumCols="{layout.cols}" Pos-X="0" Pos-Y="0">\n'
+        + "\n".join(joints)
+        + "\n</ImageInfo>\n</SlideStitchInfo>\n</EncodeInfo>\n"
+    )
+
+
+def _joint(direction: str, tile1: int, tile2: int, ox: int, oy: int) -> str:
+    return (
+        f'<TileJointInfo FlagJoined="1" Direction="{direction}" Tile1="{tile1}" '
+        f'Tile2="{tile2}" OverlapX="{ox}" OverlapY="{oy}" Confidence="100"/>'
+    )
+
+
+def _iscan_xml(mpp: float, mag: int) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<iScan Magnification="{mag}" ScanRes="{mpp:.6f}" ScannerModel="VENTANA DP 200" '
+        'UnitNumber="SYNTH" BuildVersion="1.1.0.15854" Mode="Brightfield"/>\n'
+    )
+
+
+def write_philips(
+    path: str | Path,
+    tile_rows: Iterable[np.ndarray],
+    width: int,
+    height: int,
+    *,
+    mpp: float,
+    keep: Callable[[int, int], bool] | None = None,
+    tile_px: int = 256,
+    compression: str = "jpeg",
+    jpeg_quality: int = 85,
+) -> list[tuple[int, int]]:
+    """Write a Philips TIFF (level downsample 2); return the level sizes OpenSlide reports.
+
+    ``keep(tile_row, tile_col)`` says which level-0 tiles were scanned; a reduced tile exists
+    when any level-0 tile under it does.
+    """
+    sizes = level_sizes(width, height, 2)
+    pages = [(-(-w // tile_px) * tile_px, -(-h // tile_px) * tile_px) for w, h in sizes]
+    common = page_common(compression, jpeg_quality, _PHILIPS_SOFTWARE)
+    xml = _philips_xml(mpp, sizes, pages)
+
+    def options(k: int) -> dict:
+        return dict(subfiletype=1 if k else 0, description=xml if k == 0 else None, **common)
+
+    def exists(k: int, ty: int, tx: int) -> bool:
+        if keep is None:
+            return True
+        f = 2**k
+        n_y, n_x = height // tile_px, width // tile_px
+        return any(
+            keep(y, x)
+            for y in range(ty * f, min((ty + 1) * f, n_y))
+            for x in range(tx * f, min((tx + 1) * f, n_x))
+        )
+
+    with tifffile.TiffWriter(path, bigtiff=needs_bigtiff(width, height)) as tif:
+        strips = checked_strips(tile_rows, width, height, tile_px)
+        missing = write_levels(tif, strips, sizes, tile_px, options, keep=exists, page_sizes=pages)
+    mark_missing(path, list(range(len(sizes))), missing)
+    return sizes
+
+
+def _philips_xml(mpp: float, sizes: list[tuple[int, int]], pages: list[tuple[int, int]]) -> str:
+    def attr(name: str, value: str, vr: str = "IString") -> str:
+        return f'<Attribute Name="{name}" PMSVR="{vr}">{value}</Attribute>'
+
+    def spacing(k: int) -> str:  # row and column spacing in mm, quoted as Philips writes it
+        mm = mpp * (sizes[0][0] / sizes[k][0]) / 1000.0
+        return attr(
+            "DICOM_PIXEL_SPACING", f"&quot;{mm:.9g}&quot; &quot;{mm:.9g}&quot;", "IDoubleArray"
+        )
+
+    levels = []
+    for k, (w, h) in enumerate(pages):
+        levels.append(
+            '<DataObject ObjectType="PixelDataRepresentation">'
+            + spacing(k)
+            + attr("PIIM_PIXEL_DATA_REPRESENTATION_NUMBER", str(k), "IUInt16")
+            + attr("PIIM_PIXEL_DATA_REPRESENTATION_COLUMNS", str(w), "IUInt32")
+            + attr("PIIM_PIXEL_DATA_REPRESENTATION_ROWS", str(h), "IUInt32")
+            + "</DataObject>"
+        )
+    wsi = (
+        '<DataObject ObjectType="DPScannedImage">'
+        + attr("PIM_DP_IMAGE_TYPE", "WSI")
+        + spacing(0)
+        + '<Attribute Name="PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE" PMSVR="IDataObjectArray">'
+        + "<Array>"
+        + "".join(levels)
+        + "</Array></Attribute></DataObject>"
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8" ?>\n<DataObject ObjectType="DPUfsImport">'
+        + attr("DICOM_MANUFACTURER", "PHILIPS")
+        + attr("DICOM_SOFTWARE_VERSIONS", "&quot;scorpion-build synth&quot;", "IStringArray")
+        + '<Attribute Name="PIM_DP_SCANNED_IMAGES" PMSVR="IDataObjectArray"><Array>'
+        + wsi
+        + "</Array></Attribute></DataObject>\n"
+    )
+
+
+def _counted(tags: list[tuple]) -> list[tuple]:
+    """Fill in the byte count of (code, type, 0, bytes, writeonce) tags."""
+    return [(code, dtype, len(value), value, once) for code, dtype, _, value, once in tags]
+
+
+def _fit(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    scale = min(1.0, longest / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _label() -> np.ndarray:
+    """A small slide label: white with a dark code block, as scanners photograph it."""
+    label = np.full((256, 256, 3), 250, np.uint8)
+    cv2.rectangle(label, (48, 48), (208, 208), (30, 30, 30), -1)
+    return label

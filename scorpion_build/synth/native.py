@@ -291,3 +291,43 @@ def _label() -> np.ndarray:
     label = np.full((256, 256, 3), 250, np.uint8)
     cv2.rectangle(label, (48, 48), (208, 208), (30, 30, 30), -1)
     return label
+
+
+def tissue_tiles(
+    labels: np.ndarray,
+    labels_mpp: float,
+    px_to_specimen: Callable[[np.ndarray], np.ndarray],
+    size_px: tuple[int, int],
+    scan_mpp: float,
+    tile_px: int,
+    margin_um: float = 100.0,
+) -> np.ndarray:
+    """(rows, cols) bool: level-0 tiles within ``margin_um`` of tissue, i.e. those a scanner
+    that scans only the tissue's regions of interest (Philips) stores.
+
+    ``labels`` is the specimen's tissue map (0 = glass) at ``labels_mpp`` um/px and
+    ``px_to_specimen`` maps scan px (N, 2) to specimen um. All tiles are kept when no tile
+    touches tissue (a blank slide still has a level to read).
+    """
+    step = max(1, int(10.0 / labels_mpp))  # a ~10 um grid is plenty for a tile decision
+    h, w = labels.shape
+    coarse = cv2.resize(
+        (labels > 0).astype(np.uint8),
+        (-(-w // step), -(-h // step)),
+        interpolation=cv2.INTER_NEAREST,
+    )
+    # distance (um) from each coarse cell to the nearest tissue cell
+    dist_um = cv2.distanceTransform((coarse == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    dist_um = dist_um * step * labels_mpp
+    n_x, n_y = size_px[0] // tile_px, size_px[1] // tile_px
+    ty, tx = np.mgrid[0:n_y, 0:n_x]
+    centres = np.stack([(tx.ravel() + 0.5) * tile_px, (ty.ravel() + 0.5) * tile_px], axis=1)
+    um = px_to_specimen(centres)
+    j = np.clip((um[:, 0] / (labels_mpp * step)).astype(int), 0, coarse.shape[1] - 1)
+    i = np.clip((um[:, 1] / (labels_mpp * step)).astype(int), 0, coarse.shape[0] - 1)
+    inside = (um[:, 0] >= 0) & (um[:, 1] >= 0) & (um[:, 0] < w * labels_mpp)
+    inside &= um[:, 1] < h * labels_mpp
+    half_diag_um = tile_px * scan_mpp / np.sqrt(2)  # tissue anywhere in the tile keeps it
+    near = inside & (dist_um[i, j] <= margin_um + half_diag_um)
+    keep = near.reshape(n_y, n_x)
+    return keep if keep.any() else np.ones_like(keep)

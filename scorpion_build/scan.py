@@ -30,9 +30,17 @@ SLIDE_SUFFIXES = {
     ".dcm",
     ".isyntax",
     ".czi",
+    ".vsi",
     ".png",
     ".jpg",
     ".jpeg",
+}
+# Slide formats OpenSlide cannot read: the format's name and how to convert it to something
+# it reads (pyramidal OME-TIFF, or DICOM WSI).
+UNREADABLE_FORMATS = {
+    ".isyntax": ("Philips iSyntax", "isyntax2raw + raw2ometiff (Glencoe Software)"),
+    ".vsi": ("Olympus VSI", "bfconvert -pyramid-resolutions 6 -pyramid-scale 2 or QuPath"),
+    ".czi": ("Zeiss CZI", "bfconvert -pyramid-resolutions 6 -pyramid-scale 2 or QuPath"),
 }
 # A scanner's mpp more than this factor away from the reference's is almost certainly a
 # metadata error (e.g. 20x value on a 40x scan), not a real optical difference.
@@ -86,6 +94,16 @@ def read_slide_table(source: str | os.PathLike) -> pd.DataFrame:
 def inspect_slide(path: str, mpp: float | None = None) -> dict:
     """Open a scan and read one tile at the coarsest and finest level to prove it decodes."""
     row: dict = {"path": path, "file_size": _file_size(path)}
+    unreadable = UNREADABLE_FORMATS.get(Path(path).suffix.lower())
+    if unreadable is not None:
+        name, tool = unreadable
+        row.update(
+            status="failed",
+            message=f"{path}: {name} is a format OpenSlide cannot read; convert it to "
+            f"pyramidal OME-TIFF ({tool}) or to DICOM WSI (e.g. wsidicomizer) and list "
+            "the converted file instead",
+        )
+        return row
     override = None if mpp is None or not np.isfinite(mpp) else float(mpp)
     try:
         with Slide(path, mpp=override) as slide:

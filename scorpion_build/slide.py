@@ -7,6 +7,7 @@ where the slide is transparent or out of bounds. Coordinates follow DESIGN.md 3.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 from scorpion_build import geometry as geo
 from scorpion_build.tiles import open_tile_reader
+
+log = logging.getLogger(__name__)
 
 Reader = Literal["auto", "openslide", "tiffslide", "image"]
 PLAIN_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -71,6 +74,7 @@ class Slide:
         self.levels: tuple[Level, ...] = tuple(
             Level(int(w), int(h), w0 / w, h0 / h) for w, h in self._backend.level_dimensions
         )
+        self.bounds = _scanned_bounds(props, self.dimensions)
         if mpp is not None:
             mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp
             self._mpp: tuple[float, float] | None = (float(mx), float(my))
@@ -130,14 +134,15 @@ class Slide:
     def read(self, level: int, box: tuple[int, int, int, int]) -> np.ndarray:
         """Read ``box = (x, y, w, h)`` in integer level-``level`` pixels as RGB uint8 (h, w, 3).
 
-        Parts outside the level, and transparent pixels, are white.
+        Parts outside the level or outside the scanned area (:attr:`bounds`), and
+        transparent pixels, are white.
         """
         x, y, w, h = (int(v) for v in box)
         if w <= 0 or h <= 0:
             raise ValueError(f"empty box {box}")
-        lv = self.levels[level]
-        x0, y0 = max(x, 0), max(y, 0)
-        x1, y1 = min(x + w, lv.width), min(y + h, lv.height)
+        lx0, ly0, lx1, ly1 = self._level_bounds(level)
+        x0, y0 = max(x, lx0), max(y, ly0)
+        x1, y1 = min(x + w, lx1), min(y + h, ly1)
         if x1 <= x0 or y1 <= y0:
             return np.full((h, w, 3), 255, dtype=np.uint8)
         try:
@@ -153,6 +158,19 @@ class Slide:
         out = np.full((h, w, 3), 255, dtype=np.uint8)
         out[y0 - y : y1 - y, x0 - x : x1 - x] = rgb
         return out
+
+    def _level_bounds(self, level: int) -> tuple[int, int, int, int]:
+        """Scanned area on level ``level`` as (x0, y0, x1, y1) px, widened to whole pixels."""
+        lv = self.levels[level]
+        if self.bounds is None:
+            return 0, 0, lv.width, lv.height
+        bx, by, bw, bh = self.bounds
+        return (
+            max(0, int(np.floor(bx / lv.downsample_x))),
+            max(0, int(np.floor(by / lv.downsample_y))),
+            min(lv.width, int(np.ceil((bx + bw) / lv.downsample_x))),
+            min(lv.height, int(np.ceil((by + bh) / lv.downsample_y))),
+        )
 
     def read_warped(
         self,
@@ -279,18 +297,29 @@ class _OpenSlideLike:
     the library reads everything else.
     """
 
-    def __init__(self, handle, path: Path | None = None) -> None:  # noqa: ANN001
+    def __init__(self, handle, path: Path) -> None:  # noqa: ANN001
         self._h = handle
+        self._path = path
         self.properties = handle.properties
         self.level_dimensions = handle.level_dimensions
         self._ds = handle.level_downsamples
-        self._tiles = open_tile_reader(path, self.level_dimensions) if path else None
+        is_tiffslide = type(handle).__module__.startswith("tiffslide")
+        vendor = "tiffslide" if is_tiffslide else self.properties.get("openslide.vendor", "")
+        self._tiles = open_tile_reader(path, self.level_dimensions, vendor)
 
     def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         if self._tiles is not None:
             try:
                 out = self._tiles.read(level, x, y, w, h)
-            except Exception:  # an unusual tile: stop trying, the library handles it
+            except Exception as exc:  # an unusual tile: stop trying, the library handles it
+                log.warning(
+                    "%s: direct tile decoding failed at level %d (%s: %s); OpenSlide/tiffslide "
+                    "read this file from now on",
+                    self._path,
+                    level,
+                    exc.__class__.__name__,
+                    exc,
+                )
                 self._tiles.close()
                 self._tiles = None
                 out = None
@@ -369,6 +398,27 @@ def _mpp_from_properties(props) -> tuple[float, float] | None:  # noqa: ANN001
         if mx > 0 and my > 0 and np.isfinite(mx) and np.isfinite(my):
             return mx, my
     return None
+
+
+def _scanned_bounds(props, size: tuple[int, int]) -> tuple[int, int, int, int] | None:  # noqa: ANN001
+    """Level-0 (x, y, w, h) of the scanned area: OpenSlide's ``bounds-*`` (MIRAX, sparse
+    TIFF), else the union of its ``region[i]`` areas (Ventana); None when it is the level."""
+    keys = ("x", "y", "width", "height")
+    try:
+        box = tuple(int(props[f"openslide.bounds-{k}"]) for k in keys)
+    except (KeyError, ValueError):
+        regions = []
+        i = 0
+        while f"openslide.region[{i}].x" in props:
+            regions.append([int(props[f"openslide.region[{i}].{k}"]) for k in keys])
+            i += 1
+        if not regions:
+            return None
+        r = np.array(regions)
+        x0, y0 = r[:, 0].min(), r[:, 1].min()
+        box = (x0, y0, (r[:, 0] + r[:, 2]).max() - x0, (r[:, 1] + r[:, 3]).max() - y0)
+    box = tuple(int(v) for v in box)
+    return None if box == (0, 0, *size) else box
 
 
 def _flatten_on_white(arr: np.ndarray) -> np.ndarray:

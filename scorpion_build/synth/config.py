@@ -32,7 +32,7 @@ NATIVE_CONTAINERS: dict[str, str] = {
 CONTAINER_SUFFIX = {"svs": "svs", "tiff": "tif", "bif": "bif", "philips": "tiff"}
 # Most pixels a side of the specimen raster every scan is resampled from: OpenCV's remap
 # addresses its source with 16-bit integers, and memory grows with its area.
-MAX_SPECIMEN_PX = 12_000
+MAX_SPECIMEN_PX = 10_000
 
 SCENARIOS: dict[str, str] = {
     "rot90": "scan rotated by 90 degrees",

@@ -134,18 +134,29 @@ def _rows_rendered(layout: BifLayout, render_tile_px: int) -> int:
 
 def _camera_strips(scene: Iterator[np.ndarray], layout: BifLayout) -> Iterator[np.ndarray]:
     """Level-0 page strips: camera row r holds scene rows [r * advance, r * advance + tile),
-    each camera image the scene's [c * advance, c * advance + tile) columns."""
+    each camera image the scene's [c * advance, c * advance + tile) columns.
+
+    Holds only the scene strips that camera row r still needs (memory: ~tile + one strip).
+    """
     t, a = layout.tile_px, layout.advance_px
-    buffer, top = np.empty((0, 0, 3), np.uint8), 0  # scene rows [top, top + len(buffer))
+    held: list[tuple[int, np.ndarray]] = []  # (first scene row, strip)
+    end = 0  # scene rows [0, end) have been rendered
     for r in range(layout.rows):
         y0 = r * a
-        while top + buffer.shape[0] < y0 + t:
+        while end < y0 + t:
             strip = next(scene)
-            buffer = strip if buffer.size == 0 else np.concatenate([buffer, strip], axis=0)
-        rows = buffer[y0 - top : y0 - top + t]
-        yield np.concatenate([rows[:, c * a : c * a + t] for c in range(layout.cols)], axis=1)
-        drop = (r + 1) * a - top  # rows above the next camera row are done with
-        buffer, top = buffer[drop:], top + drop
+            held.append((end, strip))
+            end += strip.shape[0]
+        held = [(top, s) for top, s in held if top + s.shape[0] > y0]
+        camera_row = np.empty((t, layout.cols * t, 3), np.uint8)
+        for top, s in held:
+            i0, i1 = max(y0, top), min(y0 + t, top + s.shape[0])
+            if i0 >= i1:
+                continue
+            src, dst = slice(i0 - top, i1 - top), slice(i0 - y0, i1 - y0)
+            for c in range(layout.cols):
+                camera_row[dst, c * t : (c + 1) * t] = s[src, c * a : c * a + t]
+        yield camera_row
     for _ in scene:  # let the render stream finish its checks
         pass
 

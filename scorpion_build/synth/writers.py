@@ -1,8 +1,9 @@
 """Pyramidal TIFF writers in the layouts slide readers meet: Aperio SVS and generic TIFF.
 
-Both write level 0 tile by tile from a stream of tile rows (memory stays bounded), build each
-reduced level by exact area averaging with an integer downsample, and stop once a level
-fits in ``max_top_px``. Layouts, as OpenSlide and tifffile/tiffslide detect them:
+Both write level 0 tile by tile from a stream of tile rows and each reduced level, exact
+area averages with an integer downsample, from a temporary spool (:mod:`.pyramid`), so
+memory is bounded by one strip whatever the slide size; they stop once a level fits in
+``max_top_px``. The scanners' own containers (BIF, Philips TIFF) are in :mod:`.native`. Layouts, as OpenSlide and tifffile/tiffslide detect them:
 
 - Aperio SVS: ImageDescription starting ``Aperio Image Library``, with ``|MPP = ...`` and
   ``|AppMag = ...``; pages level 0, thumbnail (stripped), then the reduced levels (tiled,

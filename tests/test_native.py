@@ -149,3 +149,20 @@ def test_unreadable_vendor_formats_name_the_conversion(tmp_path, cmu_svs, suffix
     message = rows.loc["B", "message"]
     assert format_name in message and "OME-TIFF" in message and "DICOM" in message
     assert f"B{suffix}" in message
+
+
+def test_a_failing_direct_decode_falls_back_once_and_says_so(native_set, caplog, monkeypatch):
+    from scorpion_build.tiles import TileReader
+
+    def broken(self, *args):  # noqa: ANN001, ANN002
+        raise ValueError("odd tile")
+
+    path = _scan(native_set, "AT2")
+    with Slide(path) as s:
+        expected = s.read(0, (100, 100, 300, 200))
+    monkeypatch.setattr(TileReader, "read", broken)
+    with caplog.at_level(logging.WARNING, logger="scorpion_build.backends"), Slide(path) as s:
+        for _ in range(3):
+            np.testing.assert_array_equal(s.read(0, (100, 100, 300, 200)), expected)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and path.name in warnings[0] and "odd tile" in warnings[0]

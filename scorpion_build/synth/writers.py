@@ -3,7 +3,8 @@
 Both write level 0 tile by tile from a stream of tile rows and each reduced level, exact
 area averages with an integer downsample, from a temporary spool (:mod:`.pyramid`), so
 memory is bounded by one strip whatever the slide size; they stop once a level fits in
-``max_top_px``. The scanners' own containers (BIF, Philips TIFF) are in :mod:`.native`. Layouts, as OpenSlide and tifffile/tiffslide detect them:
+``max_top_px``. The scanners' own containers (BIF, Philips TIFF) are in :mod:`.native`.
+Layouts, as OpenSlide and tifffile/tiffslide detect them:
 
 - Aperio SVS: ImageDescription starting ``Aperio Image Library``, with ``|MPP = ...`` and
   ``|AppMag = ...``; pages level 0, thumbnail (stripped), then the reduced levels (tiled,

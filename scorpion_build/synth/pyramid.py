@@ -130,36 +130,46 @@ def write_levels(
     """
     page_sizes = page_sizes or sizes
     directory = Path(tif.filehandle.path).parent if tif.filehandle.path else None
-    spool: LevelSpool | None = None
-    source = strips
     missing: list[list[int]] = []
-    try:
-        for k, (w, h) in enumerate(sizes):
-            nxt = LevelSpool(*sizes[k + 1], directory) if k + 1 < len(sizes) else None
-            factor = w // sizes[k + 1][0] if nxt is not None else 1
-            page_w, page_h = page_sizes[k]
-            level_strips = feed(source, nxt, factor)
-            missing.append([])
-            tiles = _page_tiles(
-                level_strips, (w, h), (page_w, page_h), tile_px, k, keep, missing[-1]
-            )
-            tif.write(
-                tiles,
-                shape=(page_h, page_w, 3),
-                dtype=np.uint8,
-                tile=(tile_px, tile_px),
-                **page_options(k),
-            )
-            if spool is not None:
-                spool.close()
-            if k == 0 and after_level0 is not None:
-                after_level0(nxt)
-            spool = nxt
-            source = nxt.strips(tile_px) if nxt is not None else iter(())
-    finally:
-        if spool is not None:
-            spool.close()
+    for k, level_strips, next_level in iter_levels(strips, sizes, tile_px, directory):
+        (w, h), (page_w, page_h) = sizes[k], page_sizes[k]
+        missing.append([])
+        tiles = _page_tiles(level_strips, (w, h), (page_w, page_h), tile_px, k, keep, missing[-1])
+        tif.write(
+            tiles, shape=(page_h, page_w, 3), dtype=np.uint8, tile=(tile_px, tile_px),
+            **page_options(k),
+        )  # fmt: skip
+        if k == 0 and after_level0 is not None:
+            after_level0(next_level)
     return missing
+
+
+def iter_levels(
+    strips: Iterable[np.ndarray],
+    sizes: list[tuple[int, int]],
+    rows: int,
+    directory: str | Path | None = None,
+) -> Iterator[tuple[int, Iterator[np.ndarray], LevelSpool | None]]:
+    """For each level k of ``sizes``: (k, its strips, the spool of level k + 1).
+
+    Level 0's strips are ``strips``; level k + 1's are read back, ``rows`` at a time, from
+    the spool filled while level k's strips were consumed, so consume each level's strips
+    fully before asking for the next level.
+    """
+    source: Iterable[np.ndarray] = strips
+    open_spools: list[LevelSpool] = []
+    try:
+        for k, (w, _) in enumerate(sizes):
+            nxt = LevelSpool(*sizes[k + 1], directory) if k + 1 < len(sizes) else None
+            if nxt is not None:
+                open_spools.append(nxt)
+            yield k, feed(source, nxt, w // sizes[k + 1][0] if nxt is not None else 1), nxt
+            if len(open_spools) > 1:  # level k's own spool is read: done with it
+                open_spools.pop(0).close()
+            source = nxt.strips(rows) if nxt is not None else iter(())
+    finally:
+        for spool in open_spools:
+            spool.close()
 
 
 def mark_missing(path: str | Path, pages: list[int], missing: list[list[int]]) -> None:

@@ -21,15 +21,17 @@ DEFAULT_SVS_SCANNERS: tuple[str, ...] = ("AT2", "GT450")
 # Written without resolution tags, so the slide table must supply their mpp.
 DEFAULT_NO_MPP_SCANNERS: tuple[str, ...] = ("P1000",)
 DEFAULT_MPP = 0.25  # for scanner names outside SCANNER_MPP
-# With ``native``: each scanner's own container, as OpenSlide names its vendor. P1000
-# (3DHISTECH MIRAX) is not among them: see docs/contracts.md, "Synthetic containers".
+# With ``native``: each scanner's own container (docs/contracts.md, "Synthetic containers").
 NATIVE_CONTAINERS: dict[str, str] = {
     "AT2": "svs",
     "GT450": "svs",
     "DP200": "bif",
+    "P1000": "mirax",
     "Philips": "philips",
 }
-CONTAINER_SUFFIX = {"svs": "svs", "tiff": "tif", "bif": "bif", "philips": "tiff"}
+CONTAINER_SUFFIX = {"svs": "svs", "tiff": "tif", "bif": "bif", "philips": "tiff", "mirax": "mrxs"}
+# Containers made of overlapping camera images (their level-0 size is the camera grid's).
+CAMERA_CONTAINERS = frozenset({"bif", "mirax"})
 # Most pixels a side of the specimen raster every scan is resampled from: OpenCV's remap
 # addresses its source with 16-bit integers, and memory grows with its area.
 MAX_SPECIMEN_PX = 10_000
@@ -110,6 +112,7 @@ class SynthConfig:
     # scanner -> level-0 um/px; missing names fall back to SCANNER_MPP, then DEFAULT_MPP
     scanner_mpp: Mapping[str, float] = field(default_factory=dict)
     svs_scanners: tuple[str, ...] = DEFAULT_SVS_SCANNERS
+    # (only generic TIFFs can lack an mpp: every native container carries one)
     no_mpp_scanners: tuple[str, ...] = DEFAULT_NO_MPP_SCANNERS
     # resolution of the specimen raster every scan is resampled from
     canonical_mpp: float = 0.5
@@ -143,6 +146,10 @@ class SynthConfig:
         if self.native and scanner in NATIVE_CONTAINERS:
             return NATIVE_CONTAINERS[scanner]
         return "svs" if scanner in self.svs_scanners else "tiff"
+
+    def writes_mpp(self, scanner: str) -> bool:
+        """Whether the scan's file carries its mpp (else the slide table supplies it)."""
+        return not (scanner in self.no_mpp_scanners and self.container_of(scanner) == "tiff")
 
     def specimen_mpp(self) -> float:
         """um/px of the specimen raster: ``canonical_mpp``, coarsened for large slides so

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from scorpion_build.parallel import single_threaded
-from scorpion_build.synth.config import CONTAINER_SUFFIX, SynthConfig
+from scorpion_build.synth.config import CAMERA_CONTAINERS, CONTAINER_SUFFIX, SynthConfig
+from scorpion_build.synth.mirax import write_mirax
 from scorpion_build.synth.native import bif_layout, tissue_tiles, write_bif, write_philips
 from scorpion_build.synth.placement import (
     ScanGeometry,
@@ -98,7 +99,7 @@ def _synthesize(
         truth = _write_slide(out, k, slide_id, specimen, config, say)
         truth.save(out)
         for scanner in config.scanners:
-            mpp = truth.mpp(scanner) if scanner in config.no_mpp_scanners else math.nan
+            mpp = math.nan if config.writes_mpp(scanner) else truth.mpp(scanner)
             rows.append((slide_id, scanner, scan_path(config, slide_id, scanner), mpp))
     table = pd.DataFrame(rows, columns=["slide_id", "scanner", "path", "mpp"])
     tmp = out / (SLIDE_TABLE + ".tmp")
@@ -149,7 +150,7 @@ def _write_slide(
         style = style_for(scanner, names)
         source = _scene(specimen, names, config, index, scanner)
         path = scan_path(config, slide_id, scanner)
-        if config.container_of(scanner) == "bif":
+        if config.container_of(scanner) in CAMERA_CONTAINERS:
             # camera tiles fix the level-0 size: the field of view grows to whole tiles
             layout = bif_layout(geom.width_px, geom.height_px)
             geom = replace(geom, width_px=layout.width, height_px=layout.height)
@@ -187,13 +188,8 @@ def _write_scan(
     codec = dict(compression=config.compression, jpeg_quality=style.jpeg_quality)
     container = config.container_of(scanner)
     size = (geom.width_px, geom.height_px)
-    if container == "bif":
-        # render whole tiles past the camera grid's edge; the writer crops the camera images
-        padded = replace(
-            geom, width_px=-(-size[0] // tile) * tile, height_px=-(-size[1] // tile) * tile
-        )
-        layout = bif_layout(*size)
-        write_bif(path, rows(padded), layout, mpp=mpp, render_tile_px=tile, **codec)
+    if container in CAMERA_CONTAINERS:
+        _write_camera_scan(path, container, geom, rows, source, mpp, tile, codec)
     elif container == "philips":
         keep = tissue_tiles(source.labels, source.mpp, geom.px_to_specimen, size, mpp, tile)
         write_philips(
@@ -211,11 +207,42 @@ def _write_scan(
             rows(geom),
             *size,
             flavour=container,
-            mpp=None if scanner in config.no_mpp_scanners else mpp,
+            mpp=mpp if config.writes_mpp(scanner) else None,
             tile_px=tile,
             downsample=config.downsample,
             **codec,
         )
+
+
+def _write_camera_scan(
+    path: Path,
+    container: str,
+    geom: ScanGeometry,
+    rows: Callable[[ScanGeometry], Iterator[np.ndarray]],
+    source: Specimen,
+    mpp: float,
+    tile: int,
+    codec: dict,
+) -> None:
+    """A Ventana BIF or a MIRAX: overlapping camera images cut from one rendered scene."""
+    size = (geom.width_px, geom.height_px)
+    layout = bif_layout(*size)
+    # render whole tiles past the camera grid's edge; the writers crop the camera images
+    padded = replace(
+        geom, width_px=-(-size[0] // tile) * tile, height_px=-(-size[1] // tile) * tile
+    )
+    if container == "bif":
+        write_bif(path, rows(padded), layout, mpp=mpp, render_tile_px=tile, **codec)
+        return
+    # a P1000 scans only the camera fields with tissue
+    fields = tissue_tiles(
+        source.labels, source.mpp, geom.px_to_specimen, size, mpp, layout.tile_px,
+        pitch_px=layout.advance_px,
+    )  # fmt: skip
+    write_mirax(
+        path, rows(padded), layout, mpp=mpp, scanned=fields, render_tile_px=tile,
+        jpeg_quality=codec["jpeg_quality"],
+    )  # fmt: skip
 
 
 def _scene(

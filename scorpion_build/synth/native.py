@@ -111,10 +111,6 @@ def write_bif(
                 thumbnail(level1.strips(t), size, pages[1][1]), description="Thumbnail", **common
             )
 
-    w_render = -(-layout.width // render_tile_px) * render_tile_px
-    scene = checked_strips(
-        tile_rows, w_render, _rows_rendered(layout, render_tile_px), render_tile_px
-    )
     with tifffile.TiffWriter(path, bigtiff=needs_bigtiff(*pages[0])) as tif:
         tif.write(
             _label(),
@@ -122,14 +118,19 @@ def write_bif(
             extratags=_counted([(_XMP, 1, 0, iscan, True)]),
             **common,
         )
-        write_levels(
-            tif, _camera_strips(scene, layout), pages, t, options, after_level0=thumbnail_page
-        )
+        strips = camera_strips(layout, tile_rows, render_tile_px)
+        write_levels(tif, strips, pages, t, options, after_level0=thumbnail_page)
     return pages
 
 
-def _rows_rendered(layout: BifLayout, render_tile_px: int) -> int:
-    return -(-layout.height // render_tile_px) * render_tile_px
+def camera_strips(
+    layout: BifLayout, tile_rows: Iterable[np.ndarray], render_tile_px: int
+) -> Iterator[np.ndarray]:
+    """Camera rows (tile_px x cols * tile_px) cut from a scene rendered in rows of
+    ``render_tile_px``, its size the layout's rounded up to whole render tiles."""
+    w = -(-layout.width // render_tile_px) * render_tile_px
+    h = -(-layout.height // render_tile_px) * render_tile_px
+    return _camera_strips(checked_strips(tile_rows, w, h, render_tile_px), layout)
 
 
 def _camera_strips(scene: Iterator[np.ndarray], layout: BifLayout) -> Iterator[np.ndarray]:
@@ -312,13 +313,15 @@ def tissue_tiles(
     scan_mpp: float,
     tile_px: int,
     margin_um: float = 100.0,
+    pitch_px: int | None = None,
 ) -> np.ndarray:
     """(rows, cols) bool: level-0 tiles within ``margin_um`` of tissue, i.e. those a scanner
     that scans only the tissue's regions of interest (Philips) stores.
 
     ``labels`` is the specimen's tissue map (0 = glass) at ``labels_mpp`` um/px and
-    ``px_to_specimen`` maps scan px (N, 2) to specimen um. All tiles are kept when no tile
-    touches tissue (a blank slide still has a level to read).
+    ``px_to_specimen`` maps scan px (N, 2) to specimen um. Tiles start every ``pitch_px``
+    (default ``tile_px``; less for overlapping camera images). All tiles are kept when no
+    tile touches tissue (a blank slide still has a level to read).
     """
     step = max(1, int(10.0 / labels_mpp))  # a ~10 um grid is plenty for a tile decision
     h, w = labels.shape
@@ -330,9 +333,10 @@ def tissue_tiles(
     # distance (um) from each coarse cell to the nearest tissue cell
     dist_um = cv2.distanceTransform((coarse == 0).astype(np.uint8), cv2.DIST_L2, 5)
     dist_um = dist_um * step * labels_mpp
-    n_x, n_y = size_px[0] // tile_px, size_px[1] // tile_px
+    pitch = pitch_px or tile_px
+    n_x, n_y = (size_px[0] - tile_px) // pitch + 1, (size_px[1] - tile_px) // pitch + 1
     ty, tx = np.mgrid[0:n_y, 0:n_x]
-    centres = np.stack([(tx.ravel() + 0.5) * tile_px, (ty.ravel() + 0.5) * tile_px], axis=1)
+    centres = np.stack([tx.ravel() * pitch, ty.ravel() * pitch], axis=1) + tile_px / 2
     um = px_to_specimen(centres)
     j = np.clip((um[:, 0] / (labels_mpp * step)).astype(int), 0, coarse.shape[1] - 1)
     i = np.clip((um[:, 1] / (labels_mpp * step)).astype(int), 0, coarse.shape[0] - 1)

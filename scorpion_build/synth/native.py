@@ -67,10 +67,11 @@ class BifLayout:
 def bif_layout(width: int, height: int, overlap_px: int = 16) -> BifLayout:
     """Smallest camera grid covering ``width x height`` px (at least 2 x 2 camera tiles).
 
-    DP200 camera images are 1024 px; small test slides get 256 px ones so that they still
-    have joints in both directions (OpenSlide averages the joints' overlaps).
+    Camera images are 512 px (a camera row stays ~130 MB at 80,000 px wide); slides under
+    1024 px get 256 px ones so that they still have joints in both directions (OpenSlide
+    averages the joints' overlaps, and divides by their count).
     """
-    tile = 1024 if min(width, height) >= 2 * 1024 else 256
+    tile = 512 if min(width, height) >= 2 * 512 else 256
     advance = tile - overlap_px
     cols = max(2, -(-(width - tile) // advance) + 1)
     rows = max(2, -(-(height - tile) // advance) + 1)

@@ -114,7 +114,9 @@ def page_common(compression: str, jpeg_quality: int, software: str = _SOFTWARE) 
     codec: dict = {"compression": compression}
     if compression == "jpeg":
         codec["compressionargs"] = {"level": int(jpeg_quality)}
-    return dict(photometric="rgb", metadata=None, software=software, **codec)
+    # one encoder thread: tifffile's threaded encoding reads ahead up to 256 MB of tiles,
+    # which would dominate memory at full slide size; the synth is single-threaded anyway
+    return dict(photometric="rgb", metadata=None, software=software, maxworkers=1, **codec)
 
 
 def needs_bigtiff(width: int, height: int) -> bool:

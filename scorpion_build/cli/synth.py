@@ -70,7 +70,8 @@ def _mpp_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str,
     "--native",
     is_flag=True,
     help="Write each scanner's own container: AT2/GT450 Aperio .svs, DP200 Ventana .bif "
-    "(overlapping camera tiles), Philips .tiff (sparse); other names keep .svs/.tif.",
+    "(overlapping camera tiles), P1000 MIRAX .mrxs + folder, Philips .tiff (sparse); other "
+    "names keep .svs/.tif.",
 )
 @click.option("--labelled", is_flag=True, help="Also write train/ and paired/ patch sets.")
 @click.option("--n-train", type=click.IntRange(min=1), default=64, show_default=True)
@@ -84,7 +85,7 @@ def command(
     """Write synthetic multi-scanner slides, their slide table and ground truth to OUT_DIR.
 
     OUT_DIR/slides.csv lists the scans (OUT_DIR/{slide_id}/{scanner}.svs|.tif, or with
-    --native .svs|.bif|.tiff|.tif);
+    --native .svs|.bif|.mrxs|.tiff);
     OUT_DIR/truth/{slide_id}.json holds the exact reference -> scanner pixel maps.
     """
     from scorpion_build.synth import Scenario, SynthConfig, SynthConfigError, synthesize

@@ -4,7 +4,8 @@ Layout::
 
     OUT_DIR/slides.csv                      slide_id,scanner,path,mpp
     OUT_DIR/{slide_id}/{scanner}.svs|.tif   one scan per scanner (with ``native``: .svs,
-                                            .bif, .tiff: each scanner's own container)
+                                            .bif, .mrxs + folder, .tiff: each scanner's
+                                            own container)
     OUT_DIR/truth/{slide_id}.json           exact geometry (see truth.py)
     OUT_DIR/train/, OUT_DIR/paired/         labelled sets, with ``labelled=True``
 """
@@ -45,7 +46,7 @@ def slide_id_for(index: int) -> str:
 
 def scan_path(config: SynthConfig, slide_id: str, scanner: str) -> str:
     """Path of a scan relative to OUT_DIR, its suffix the container's (``.svs``, ``.tif``,
-    ``.bif``, ``.tiff``)."""
+    ``.bif``, ``.tiff``, ``.mrxs``)."""
     return f"{slide_id}/{scanner}.{CONTAINER_SUFFIX[config.container_of(scanner)]}"
 
 

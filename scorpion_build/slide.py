@@ -27,6 +27,10 @@ from scorpion_build.backends import (
 
 __all__ = ["Level", "MissingMppError", "Resampler", "Slide", "SlideError"]
 
+# Largest region read at once (~1.2 GB RGB): a coarser level always exists in a real pyramid,
+# so only a file without one asks for more, and it fails with a message instead of swapping.
+MAX_READ_PX = 400_000_000
+
 
 class MissingMppError(SlideError):
     pass
@@ -217,6 +221,12 @@ class Slide:
         by0 = (int(np.floor(corners[:, 1].min() - pad)) // k) * k
         bw = -(-(int(np.ceil(corners[:, 0].max() + pad)) - bx0) // k) * k
         bh = -(-(int(np.ceil(corners[:, 1].max() + pad)) - by0) // k) * k
+        if bw * bh > MAX_READ_PX:  # e.g. a thumbnail of a full-size slide without a pyramid
+            raise SlideError(
+                f"{self.path}: reading {bw}x{bh} px of level {level} for a "
+                f"{out_w}x{out_h} px output; the file has no level coarse enough - re-export "
+                "it as a pyramidal TIFF (e.g. vips tiffsave --pyramid --tile)"
+            )
         region = self.read(level, (bx0, by0, bw, bh))
         level0_to_region = geo.compose(geo.translation(-bx0, -by0), to_level)
         if k > 1:  # exact block means (INTER_AREA with an integer factor)

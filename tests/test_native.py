@@ -183,3 +183,15 @@ def test_a_failing_direct_decode_falls_back_once_and_says_so(native_set, caplog,
             np.testing.assert_array_equal(s.read(0, (100, 100, 300, 200)), expected)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and path.name in warnings[0] and "odd tile" in warnings[0]
+
+
+def test_a_read_too_large_for_memory_is_a_clear_error(tmp_path, monkeypatch):
+    from scorpion_build import slide as slide_module
+    from scorpion_build.slide import SlideError
+
+    path = write_pyramid(tmp_path / "big.tif", np.full((600, 800, 3), 90, np.uint8), 0.5, 3)
+    monkeypatch.setattr(slide_module, "MAX_READ_PX", 200_000)
+    with Slide(path) as s:
+        assert s.thumbnail_at(8.0).shape == (38, 50, 3)  # from the coarsest level: fine
+        with pytest.raises(SlideError, match="big.tif.*pyramidal TIFF"):
+            s.read_region_at((0, 0, 800, 600), 0.5)

@@ -23,7 +23,7 @@ import pandas as pd
 from scorpion_build.parallel import single_threaded
 from scorpion_build.synth.config import CAMERA_CONTAINERS, CONTAINER_SUFFIX, SynthConfig
 from scorpion_build.synth.mirax import write_mirax
-from scorpion_build.synth.native import bif_layout, tissue_tiles, write_bif, write_philips
+from scorpion_build.synth.native import camera_grid, tissue_tiles, write_bif, write_philips
 from scorpion_build.synth.placement import (
     ScanGeometry,
     random_geometry,
@@ -153,7 +153,7 @@ def _write_slide(
         path = scan_path(config, slide_id, scanner)
         if config.container_of(scanner) in CAMERA_CONTAINERS:
             # camera tiles fix the level-0 size: the field of view grows to whole tiles
-            layout = bif_layout(geom.width_px, geom.height_px)
+            layout = camera_grid(geom.width_px, geom.height_px)
             geom = replace(geom, width_px=layout.width, height_px=layout.height)
         say(f"{slide_id} {scanner}: {geom.width_px}x{geom.height_px} px at {mpp} um/px")
         noise = rng_for(config.seed, "noise", index, scanner)
@@ -227,7 +227,7 @@ def _write_camera_scan(
 ) -> None:
     """A Ventana BIF or a MIRAX: overlapping camera images cut from one rendered scene."""
     size = (geom.width_px, geom.height_px)
-    layout = bif_layout(*size)
+    layout = camera_grid(*size)
     # render whole tiles past the camera grid's edge; the writers crop the camera images
     padded = replace(
         geom, width_px=-(-size[0] // tile) * tile, height_px=-(-size[1] // tile) * tile

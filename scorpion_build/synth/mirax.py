@@ -24,7 +24,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 
-from scorpion_build.synth.native import BifLayout, camera_strips
+from scorpion_build.synth.native import CameraGrid, camera_strips
 from scorpion_build.synth.pyramid import iter_levels, tiles_of_strip
 
 _VERSION = b"01.02"
@@ -34,7 +34,7 @@ _MAX_DATA_FILE_BYTES = 1 << 30  # offsets are int32: start a new data file well 
 def write_mirax(
     path: str | Path,
     tile_rows: Iterable[np.ndarray],
-    layout: BifLayout,
+    layout: CameraGrid,
     *,
     mpp: float,
     scanned: np.ndarray | None = None,
@@ -117,7 +117,7 @@ class _DataFiles:
         self._fh.close()
 
 
-def _position_buffer(layout: BifLayout, scanned: np.ndarray) -> bytes:
+def _position_buffer(layout: CameraGrid, scanned: np.ndarray) -> bytes:
     out = bytearray()
     for r in range(layout.rows):
         for c in range(layout.cols):
@@ -168,7 +168,7 @@ def _index(
 
 
 def _slidedat(
-    slide_id: str, layout: BifLayout, mpp: float, n_levels: int, data_files: list[str]
+    slide_id: str, layout: CameraGrid, mpp: float, n_levels: int, data_files: list[str]
 ) -> str:
     ov = layout.tile_px - layout.advance_px
     lines = [

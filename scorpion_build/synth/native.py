@@ -36,8 +36,9 @@ _PHILIPS_SOFTWARE = "Philips DP v1.0 (scorpion-build synth)"
 
 
 @dataclass(frozen=True)
-class BifLayout:
-    """Camera tiles of a BIF level 0: ``cols x rows`` images of ``tile_px``, ``advance_px`` apart.
+class CameraGrid:
+    """Camera images of a BIF or MIRAX level 0: ``cols x rows`` of ``tile_px``, ``advance_px``
+    apart.
 
     ``width x height`` is the level-0 size OpenSlide reports: ``(cols - 1) * advance + tile``.
     """
@@ -64,7 +65,7 @@ class BifLayout:
         return k + 1
 
 
-def bif_layout(width: int, height: int, overlap_px: int = 16) -> BifLayout:
+def camera_grid(width: int, height: int, overlap_px: int = 16) -> CameraGrid:
     """Smallest camera grid covering ``width x height`` px (at least 2 x 2 camera tiles).
 
     Camera images are 512 px (a camera row stays ~130 MB at 80,000 px wide); slides under
@@ -75,13 +76,13 @@ def bif_layout(width: int, height: int, overlap_px: int = 16) -> BifLayout:
     advance = tile - overlap_px
     cols = max(2, -(-(width - tile) // advance) + 1)
     rows = max(2, -(-(height - tile) // advance) + 1)
-    return BifLayout(tile, advance, cols, rows)
+    return CameraGrid(tile, advance, cols, rows)
 
 
 def write_bif(
     path: str | Path,
     tile_rows: Iterable[np.ndarray],
-    layout: BifLayout,
+    layout: CameraGrid,
     *,
     mpp: float,
     render_tile_px: int = 256,
@@ -125,7 +126,7 @@ def write_bif(
 
 
 def camera_strips(
-    layout: BifLayout, tile_rows: Iterable[np.ndarray], render_tile_px: int
+    layout: CameraGrid, tile_rows: Iterable[np.ndarray], render_tile_px: int
 ) -> Iterator[np.ndarray]:
     """Camera rows (tile_px x cols * tile_px) cut from a scene rendered in rows of
     ``render_tile_px``, its size the layout's rounded up to whole render tiles."""
@@ -134,7 +135,7 @@ def camera_strips(
     return _camera_strips(checked_strips(tile_rows, w, h, render_tile_px), layout)
 
 
-def _camera_strips(scene: Iterator[np.ndarray], layout: BifLayout) -> Iterator[np.ndarray]:
+def _camera_strips(scene: Iterator[np.ndarray], layout: CameraGrid) -> Iterator[np.ndarray]:
     """Level-0 page strips: camera row r holds scene rows [r * advance, r * advance + tile),
     each camera image the scene's [c * advance, c * advance + tile) columns.
 
@@ -163,14 +164,14 @@ def _camera_strips(scene: Iterator[np.ndarray], layout: BifLayout) -> Iterator[n
         pass
 
 
-def _tile_number(layout: BifLayout, col: int, row: int) -> int:
+def _tile_number(layout: CameraGrid, col: int, row: int) -> int:
     """1-based camera tile number: rows counted from the bottom, odd rows right to left."""
     from_bottom = layout.rows - 1 - row
     c = col if from_bottom % 2 == 0 else layout.cols - 1 - col
     return from_bottom * layout.cols + c + 1
 
 
-def _encode_info(layout: BifLayout) -> str:
+def _encode_info(layout: CameraGrid) -> str:
     ov = layout.tile_px - layout.advance_px
     joints = []
     for row in range(layout.rows):

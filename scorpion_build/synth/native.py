@@ -332,11 +332,13 @@ def tissue_tiles(
         (-(-w // step), -(-h // step)),
         interpolation=cv2.INTER_NEAREST,
     )
+    pitch = pitch_px or tile_px
+    n_x, n_y = (size_px[0] - tile_px) // pitch + 1, (size_px[1] - tile_px) // pitch + 1
+    if not coarse.any():  # bare glass: no distances to measure
+        return np.ones((n_y, n_x), bool)
     # distance (um) from each coarse cell to the nearest tissue cell
     dist_um = cv2.distanceTransform((coarse == 0).astype(np.uint8), cv2.DIST_L2, 5)
     dist_um = dist_um * step * labels_mpp
-    pitch = pitch_px or tile_px
-    n_x, n_y = (size_px[0] - tile_px) // pitch + 1, (size_px[1] - tile_px) // pitch + 1
     ty, tx = np.mgrid[0:n_y, 0:n_x]
     centres = np.stack([tx.ravel() * pitch, ty.ravel() * pitch], axis=1) + tile_px / 2
     um = px_to_specimen(centres)

@@ -120,7 +120,8 @@ def open_backend(path: Path, reader: Reader):  # noqa: ANN202
             errors.append(f"{name}: {exc.__class__.__name__}: {exc}")
     hint = (
         "the file may be truncated or corrupt (re-copy it), or in a format neither openslide "
-        "nor tiffslide reads (e.g. Philips iSyntax: convert it to TIFF first)"
+        "nor tiffslide reads (e.g. Philips iSyntax, Olympus VSI, Zeiss CZI: convert it to "
+        "OME-TIFF or DICOM, see docs/troubleshooting.md)"
     )
     raise SlideError(f"{path}: cannot open ({'; '.join(errors)}); {hint}")
 

@@ -73,9 +73,9 @@ def test_slide_reads_equal_openslide_on_every_level(native_set, scanner):
             for box in _boxes(w, h):
                 x, y, bw, bh = box
                 loc = (round(x * ds), round(y * ds))
-                rgba = np.asarray(ref.read_region(loc, level, (bw, bh))).astype(np.float32)
-                alpha = rgba[..., 3:] / 255.0
-                expected = np.rint(rgba[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+                rgba = np.asarray(ref.read_region(loc, level, (bw, bh))).astype(np.int64)
+                alpha = rgba[..., 3:]  # straight alpha on white, rounded to nearest
+                expected = (rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
                 np.testing.assert_array_equal(s.read(level, box), expected, err_msg=str(box))
 
 
@@ -195,3 +195,13 @@ def test_a_read_too_large_for_memory_is_a_clear_error(tmp_path, monkeypatch):
         assert s.thumbnail_at(8.0).shape == (38, 50, 3)  # from the coarsest level: fine
         with pytest.raises(SlideError, match="big.tif.*pyramidal TIFF"):
             s.read_region_at((0, 0, 800, 600), 0.5)
+
+
+def test_transparency_blends_on_white_rounded_to_nearest():
+    from scorpion_build.backends import flatten_on_white
+
+    rgba = np.array([[[0, 0, 0, 128], [200, 100, 50, 0], [10, 20, 30, 255], [255, 0, 9, 1]]])
+    flat = flatten_on_white(rgba.astype(np.uint8))
+    exact = (rgba[..., :3] * rgba[..., 3:] + 255.0 * (255 - rgba[..., 3:])) / 255.0
+    np.testing.assert_array_equal(flat, np.floor(exact + 0.5).astype(np.uint8))
+    assert flat[0, 1].tolist() == [255, 255, 255] and flat[0, 2].tolist() == [10, 20, 30]

@@ -58,9 +58,15 @@ class CameraGrid:
 
     @property
     def levels(self) -> int:
-        """Levels of downsample 2**k that keep tiles and advances whole pixels (at most 6)."""
+        """Levels of downsample 2**k down to about 1024 px, as scanners write them.
+
+        Each level-k tile holds ``2**k x 2**k`` shrunk camera images, so ``2**k`` divides the
+        tile. Past ``advance_px``'s power of two the shrunk images sit at fractional
+        positions, which OpenSlide places as real files need it to: only coarse levels
+        (thumbnails), whose reading then stays small at any slide size.
+        """
         k = 0
-        while k < 5 and self.advance_px % 2 ** (k + 1) == 0 and self.tile_px % 2 ** (k + 1) == 0:
+        while self.tile_px % 2 ** (k + 1) == 0 and max(self.width, self.height) >> k > 1024:
             k += 1
         return k + 1
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
+from scorpion_build import logs
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def run_tasks(
     items = list(items)
     if not items:
         return
-    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="task")
+    bar = logs.progress(len(items), desc, "tasks", enabled=progress)
     try:
         if scheduler is None and (workers or default_workers(len(items))) == 1:
             for item in items:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+import pandas as pd
 
-from scorpion_build.cli.common import force_option, parallel_options, summarize_and_exit
+from scorpion_build.annotations import load_build_annotations
+from scorpion_build.cli.common import (
+    force_option,
+    log,
+    log_options,
+    parallel_options,
+    summarize_and_exit,
+)
 from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_build
+from scorpion_build.manifest import BuildDir
 
 
 @click.command("extract")
@@ -27,6 +37,26 @@ from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_b
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV slide_id,x_um,y_um[,region_um]: use these regions (reference um).",
 )
+@click.option(
+    "--annotations",
+    "annotations_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of {slide_id}.geojson (QuPath export, reference level-0 px): adds a "
+    "`labels` array, one label map per sample and scanner.",
+)
+@click.option(
+    "--classes",
+    "class_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON list of class names fixing their order (index 0 = background); default: "
+    "background, then the annotated names sorted.",
+)
+@click.option(
+    "--roi-class",
+    "roi_classes",
+    multiple=True,
+    help="Sample regions only inside annotations of this class (repeatable).",
+)
 @click.option("--no-refine", is_flag=True, help="Skip the per-patch local refinement.")
 @click.option(
     "--compression",
@@ -38,6 +68,7 @@ from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_b
 )
 @parallel_options
 @force_option
+@log_options("build")
 def command(
     build: Path,
     regions: int,
@@ -46,6 +77,9 @@ def command(
     seed: int,
     min_tissue: float,
     regions_from: Path | None,
+    annotations_dir: Path | None,
+    class_file: Path | None,
+    roi_classes: tuple[str, ...],
     no_refine: bool,
     compression: str,
     workers: int | None,
@@ -64,6 +98,12 @@ def command(
         compression=compression,
     )
     try:
+        annotations = None
+        if annotations_dir is not None:
+            slides = BuildDir.at(build).read("slides")
+            annotations = load_build_annotations(slides, annotations_dir, class_file)
+        elif class_file is not None:
+            raise ValueError("--classes names the classes of --annotations; give both")
         regions_df, patches = extract_build(
             build,
             config,
@@ -71,13 +111,36 @@ def command(
             scheduler=scheduler,
             regions_from=regions_from,
             force=force,
+            annotations=annotations,
+            roi_classes=roi_classes,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     n = patches["index"].nunique() if len(patches) else 0
-    click.echo(
-        f"{n} samples x {patches['scanner'].nunique() if n else 0} scanners at "
-        f"{config.mpp:.5g} um/px -> {build / 'patches.zarr'}"
+    log.info(
+        "%d samples x %d scanners at %.5g um/px -> %s",
+        n,
+        patches["scanner"].nunique() if n else 0,
+        config.mpp,
+        build / "patches.zarr",
     )
+    _slide_maps(build)
+    if annotations is not None:
+        table = pd.DataFrame(annotations.rows)
+        summarize_and_exit(table, "annotations", ["slide_id", "feature"], exit_on_failure=False)
+        log.info("labels (%s) -> %s", ", ".join(annotations.classes), build / "patches.zarr")
     summarize_and_exit(regions_df, "regions", ["slide_id", "region_index"])
     summarize_and_exit(patches, "patches", ["sample_id", "scanner"])
+    if annotations is not None and (table["status"] == "failed").any():
+        sys.exit(1)  # features were left out: the build is done, but say so
+
+
+def _slide_maps(build: Path) -> None:
+    """Where the regions landed on every scan, in BUILD/qc/slides/ (also in the report)."""
+    from scorpion_build.manifest import BuildDir
+    from scorpion_build.report.slidemaps import write_slide_maps
+    from scorpion_build.report.summary import load_manifests
+
+    maps = write_slide_maps(build, load_manifests(BuildDir.at(build)))
+    drawn = sum(m["path"] is not None for m in maps)
+    log.info("%d slide maps -> %s", drawn, BuildDir.at(build).qc / "slides")

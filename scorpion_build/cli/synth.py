@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import reference_option, seed_option
+from scorpion_build.cli.common import log, log_options, reference_option, seed_option
 
 
 def _scanner_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -79,6 +79,7 @@ def _mpp_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str,
 @click.option("--paired-samples", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--patch-px", type=click.IntRange(min=32), default=256, show_default=True)
 @click.option("--patch-mpp", type=float, default=0.78125, show_default=True)
+@log_options("out_dir")
 def command(
     out_dir: Path, n_slides: int, scanners: tuple[str, ...], reference: str, **opts
 ) -> None:
@@ -86,7 +87,8 @@ def command(
 
     OUT_DIR/slides.csv lists the scans (OUT_DIR/{slide_id}/{scanner}.svs|.tif, or with
     --native .svs|.bif|.mrxs|.tiff);
-    OUT_DIR/truth/{slide_id}.json holds the exact reference -> scanner pixel maps.
+    OUT_DIR/truth/{slide_id}.json holds the exact reference -> scanner pixel maps;
+    OUT_DIR/annotations/{slide_id}.geojson the true tissue classes (for --annotations).
     """
     from scorpion_build.synth import Scenario, SynthConfig, SynthConfigError, synthesize
     from scorpion_build.synth.texture import TextureError
@@ -112,7 +114,7 @@ def command(
             patch_px=opts["patch_px"],
             patch_mpp=opts["patch_mpp"],
         )
-        table = synthesize(out_dir, config, progress=lambda msg: click.echo(f"  {msg}"))
+        table = synthesize(out_dir, config, progress=lambda msg: log.info("  %s", msg))
     except (SynthConfigError, TextureError) as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(

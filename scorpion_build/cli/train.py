@@ -6,12 +6,14 @@ import sys
 
 import click
 
-from scorpion_build.cli.common import device_option
+from scorpion_build import logs
+from scorpion_build.cli.common import device_option, log_options
 
 # CLI option -> TrainConfig key (or section.key); None means "not given", the config's value wins
 _OPTION_KEYS = {
     "data": "data",
     "out": "out",
+    "train_scanners": "train_scanners",
     "sa": "sa",
     "consistency_weight": "consistency_weight",
     "consistency_gradient": "consistency_gradient",
@@ -42,7 +44,17 @@ _OPTION_KEYS = {
 @click.option(
     "--data",
     type=click.Path(file_okay=False),
-    help="Folder with images/, masks/, split.csv [, classes.json].",
+    help="A build (or its patches.zarr, or its export) with label maps from `extract "
+    "--annotations`, split by slide; or a folder with images/, masks/, split.csv "
+    "[, classes.json].",
+)
+@click.option(
+    "--train-scanners",
+    callback=lambda ctx, param, value: (
+        [v.strip() for v in value.split(",") if v.strip()] if value else None
+    ),
+    help="With a build: scanners whose patches are training images, e.g. AT2,P1000.  "
+    "[default: the reference]",
 )
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder to write.")
 @click.option(
@@ -92,10 +104,15 @@ _OPTION_KEYS = {
     help="Saved RandStainNA statistics; fitted on the training split when omitted.",
 )
 @click.option("--fda-beta", type=float, help="FDA low-frequency band size.  [default: 0.05]")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out exactly.")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the interrupted run in --out exactly, with its saved settings (give only "
+    "--out; --epochs, --device and --num-workers may change).",
+)
+@log_options()
 @click.pass_context
-def command(ctx: click.Context, config_file: str | None, resume: bool, quiet: bool, **options):
+def command(ctx: click.Context, config_file: str | None, resume: bool, **options):
     """Train a segmentation model with SimCons (SCORPION paper).
 
     Loss: supervised Dice(F(x), y) + lambda * consistency Dice(F(x), F(SA(x))). Writes
@@ -103,10 +120,12 @@ def command(ctx: click.Context, config_file: str | None, resume: bool, quiet: bo
     --out.
     """
     from scorpion_build.train import ConfigError, DataError, RunError, TrainConfig, train
-    from scorpion_build.train.config import read_yaml
+    from scorpion_build.train.config import read_yaml, saved_settings
 
     try:
         raw = read_yaml(config_file) if config_file else {}
+        if resume:
+            raw = {**saved_settings(options.get("out") or raw.get("out")), **raw}
         for option, key in _OPTION_KEYS.items():
             given = options.get(option)
             source = ctx.get_parameter_source(option)
@@ -120,7 +139,8 @@ def command(ctx: click.Context, config_file: str | None, resume: bool, quiet: bo
             else:
                 raw[key] = given
         config = TrainConfig.from_dict(raw, source=config_file or "options")
-        result = train(config, resume=resume, progress=not quiet)
+        logs.use_folder(config.out)  # written once the run folder exists
+        result = train(config, resume=resume, progress=logs.show_progress())
     except (ConfigError, DataError, RunError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -7,6 +7,7 @@ Layout::
                                             .bif, .mrxs + folder, .tiff: each scanner's
                                             own container)
     OUT_DIR/truth/{slide_id}.json           exact geometry (see truth.py)
+    OUT_DIR/annotations/{slide_id}.geojson  true tissue classes as QuPath-style GeoJSON
     OUT_DIR/train/, OUT_DIR/paired/         labelled sets, with ``labelled=True``
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from scorpion_build.parallel import single_threaded
+from scorpion_build.synth.annotations import write_truth_geojson
 from scorpion_build.synth.config import CAMERA_CONTAINERS, CONTAINER_SUFFIX, SynthConfig
 from scorpion_build.synth.mirax import write_mirax
 from scorpion_build.synth.native import camera_grid, tissue_tiles, write_bif, write_philips
@@ -99,6 +101,7 @@ def _synthesize(
         specimen = texture if texture is not None else specimen_for(config, k)
         truth = _write_slide(out, k, slide_id, specimen, config, say)
         truth.save(out)
+        write_truth_geojson(out, truth)
         for scanner in config.scanners:
             mpp = math.nan if config.writes_mpp(scanner) else truth.mpp(scanner)
             rows.append((slide_id, scanner, scan_path(config, slide_id, scanner), mpp))

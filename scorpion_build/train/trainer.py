@@ -18,6 +18,7 @@ make runs close but not bit-identical.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,21 +28,22 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from scorpion_build import logs
 from scorpion_build.models import build_model, resolve_device, save_checkpoint
 from scorpion_build.train.config import TrainConfig, resume_mismatches
 from scorpion_build.train.data import (
     EpochSampler,
     LabelledData,
     SegmentationDataset,
-    load_labelled_data,
-    read_rgb,
 )
 from scorpion_build.train.evaluate import mean_dice, normalize, predict_labels
 from scorpion_build.train.losses import simcons_loss
+from scorpion_build.train.paired import SPLIT_FILE, load_training_data
 from scorpion_build.train.randstainna import StainStatistics, fit_stain_statistics
 from scorpion_build.train.style import StyleAugmentation, build_style_augmentation
+
+log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = [
     "epoch",
@@ -101,7 +103,10 @@ class Trainer:
         if self.device.type == "cuda":
             # fixed crop size: autotuned kernels pay off; CUDA runs are not bit-exact anyway
             torch.backends.cudnn.benchmark = True
-        self.data: LabelledData = load_labelled_data(config.data, config.classes)
+        self.source = load_training_data(
+            config.data, config.classes, config.train_scanners, config.seed, self.run_dir
+        )
+        self.data: LabelledData = self.source.data
         self.classes = list(self.data.classes)
         torch.manual_seed(config.seed)  # model initialisation
         self.model: nn.Module = build_model(
@@ -145,6 +150,10 @@ class Trainer:
             self._load_state()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(cfg_path, json.dumps(self.config.to_dict(), indent=2))
+        if self.source.split_table is not None:  # the by-slide split, kept for --resume
+            _atomic_write_text(
+                self.run_dir / SPLIT_FILE, self.source.split_table.to_csv(index=False)
+            )
         self.style = self._build_style(resuming=self.start_epoch > 0)
 
     def _build_style(self, resuming: bool) -> StyleAugmentation | None:
@@ -161,7 +170,7 @@ class Trainer:
                         f"color_space is {cfg.randstainna.color_space}; make them agree"
                     )
             else:
-                images = (read_rgb(item.image) for item in self.data.split("train"))
+                images = (item.read()[0] for item in self.data.split("train"))
                 stats = fit_stain_statistics(images, cfg.randstainna.color_space)
             stats.save(saved)
         return build_style_augmentation(
@@ -212,6 +221,10 @@ class Trainer:
             "sa": cfg.sa,
             "consistency_weight": cfg.consistency_weight,
             "seed": cfg.seed,
+            # what the model was trained on: benchmark warns when its data differ
+            "mpp": self.source.mpp,
+            "patch_px": cfg.size,
+            "train_scanners": self.source.scanners,
             "train_config": cfg.to_dict(),
         }
 
@@ -235,15 +248,17 @@ class Trainer:
         self.model.train()
         sums = {"loss": 0.0, "supervised": 0.0, "consistency": 0.0}
         steps = 0
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.progress, leave=False
+        bar = logs.progress(
+            len(loader), f"epoch {epoch + 1}/{cfg.epochs}", "batches", enabled=self.progress
         )
-        for batch in bar:
+        for batch in loader:
             parts = self.train_step(batch, generator)
             for key, value in zip(sums, parts, strict=True):
                 sums[key] += value
             steps += 1
             bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}")
+            bar.update()
+        bar.close()
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     def train_step(self, batch: dict, generator: torch.Generator) -> tuple[float, float, float]:
@@ -329,9 +344,13 @@ class Trainer:
             # the state goes last: a crash before it redoes this epoch, identically
             self._save_state(epoch)
             if self.progress:
-                tqdm.write(
-                    f"epoch {epoch + 1}/{cfg.epochs}  loss {losses['loss']:.4f}  "
-                    f"val Dice {val_dice:.4f}" + ("  (best)" if improved else "")
+                log.info(
+                    "epoch %d/%d  loss %.4f  val Dice %.4f%s",
+                    epoch + 1,
+                    cfg.epochs,
+                    losses["loss"],
+                    val_dice,
+                    "  (best)" if improved else "",
                 )
         return self._finish()
 

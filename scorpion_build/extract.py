@@ -1,9 +1,10 @@
-"""Region -> one aligned patch per scanner -> ``patches.zarr``, one Dask task per slide.
+"""Region -> one aligned patch per scanner -> ``patches.zarr``: sampling one task per slide,
+extraction one task per sample (:mod:`scorpion_build.parallel`).
 
-Each task opens its own slides, reads every patch once at the output resolution, refines
-each non-reference patch locally against the reference patch, writes its own Zarr chunks,
-and returns manifest rows. Finished samples are marked in ``BUILD/.state/extract`` so an
-interrupted run resumes where it stopped.
+Each extraction task opens its slides (or reuses the ones its process opened), reads every
+patch once at the output resolution, refines each non-reference patch locally against the
+reference patch, writes its own Zarr chunks, and returns manifest rows. Finished samples are
+marked in ``BUILD/.state/extract`` so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import zarr
 from scorpion_build import geometry as geo
 from scorpion_build.align import Correction, block_mean, estimate_correction, grey, similarity
 from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
-from scorpion_build.parallel import run_tasks
+from scorpion_build.parallel import cached, run_tasks
 from scorpion_build.sample import (
     MIN_TISSUE_FRACTION,
     joint_tissue_mask,
@@ -275,35 +276,33 @@ def refine(
     return geo.compose(m, total), result
 
 
-def extract_slide(
-    task: dict,
-    config: ExtractConfig,
-    zarr_path: str,
-    samples: list[dict],
-    scanners: list[str],
-    state_dir: str,
+def extract_sample(
+    item: dict, config: ExtractConfig, zarr_path: str, scanners: list[str], state_dir: str
 ) -> list[dict]:
-    """Write every scanner's patch of each of this slide's samples; return patch rows."""
+    """Task: write every scanner's patch of one sample; return its patch rows.
+
+    ``item`` holds the slide's task (``slide_tasks``) and the sample (a regions row with its
+    store ``index``). The slides and the store stay open in the process for its next
+    samples (:func:`scorpion_build.parallel.cached`); the finished sample is marked in
+    ``state_dir`` so an interrupted run resumes after it.
+    """
     cv2.setNumThreads(1)
+    task, sample = item["task"], item["sample"]
     # Every patch chunk is written: skipping zarr's "all fill value?" test saves ~30 ms/patch
-    arr = zarr.open_group(zarr_path, mode="r+")["patches"].with_config({"write_empty_chunks": True})
-    state = Path(state_dir)
-    rows: list[dict] = []
+    arr = cached(
+        ("store", zarr_path),
+        lambda: zarr.open_group(zarr_path, mode="r+")["patches"].with_config(
+            {"write_empty_chunks": True}
+        ),
+    )
     scans = task["scans"]
-    ref_name = task["reference"]
-    slides = {s: _open(v) for s, v in scans.items() if v["status"] != "failed"}
-    try:
-        for sample in samples:
-            marker = state / f"{sample['sample_id']}.json"
-            if marker.is_file():
-                rows += json.loads(marker.read_text())
-                continue
-            sample_rows = _extract_sample(sample, scans, slides, ref_name, scanners, config, arr)
-            write_json_atomic(sample_rows, marker)
-            rows += sample_rows
-    finally:
-        for s in slides.values():
-            s.close()
+    slides = {
+        s: cached(("slide", v["path"], v["reader"], tuple(v["mpp"])), lambda v=v: _open(v))
+        for s, v in scans.items()
+        if v["status"] != "failed"
+    }
+    rows = _extract_sample(sample, scans, slides, task["reference"], scanners, config, arr)
+    write_json_atomic(rows, Path(state_dir) / f"{sample['sample_id']}.json")
     return rows
 
 
@@ -455,6 +454,7 @@ def extract_build(
         ):
             rows += _task_rows(res, "region")
         regions = pd.DataFrame(rows).sort_values(["slide_id", "region_index"], kind="stable")
+        regions = regions.reset_index(drop=True)  # the same table whatever order tasks end in
         regions["region_index"] = regions["region_index"].astype("int64")
         regions["sample_id"] = [
             f"{s}_r{i:02d}" if i >= 0 else ""
@@ -470,13 +470,19 @@ def extract_build(
     if not build.zarr.exists():
         _create_store(build.zarr, len(samples), scanners, reference, config)
         write_json_atomic({"key": key, "config": asdict(config)}, meta_file)
-    by_slide = {sid: g.to_dict("records") for sid, g in samples.groupby("slide_id")}
-    work = [t for t in tasks if t["slide_id"] in by_slide]
+    task_of = {t["slide_id"]: t for t in tasks}
     sample_state = state / "samples"
     sample_state.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, work = [], []
+    # one task per sample, in slide order: a few slides still fill every worker
+    for sample in samples.to_dict("records"):
+        marker = sample_state / f"{sample['sample_id']}.json"
+        if marker.is_file():  # finished by an earlier, interrupted run
+            rows += json.loads(marker.read_text())
+        else:
+            work.append({"task": task_of[sample["slide_id"]], "sample": sample})
     for res in run_tasks(
-        _extract_task,
+        extract_sample,
         work,
         workers=workers,
         scheduler=scheduler,
@@ -484,12 +490,12 @@ def extract_build(
         progress=progress,
         config=config,
         zarr_path=str(build.zarr),
-        by_slide=by_slide,
         scanners=scanners,
         state_dir=str(sample_state),
     ):
-        rows += _task_rows(res, "patch", by_slide.get(res.item["slide_id"], []), scanners)
+        rows += _task_rows(res, "patch", scanners)
     patches = pd.DataFrame(rows).sort_values(["index", "scanner_index"], kind="stable")
+    patches = patches.reset_index(drop=True)  # the same table whatever order tasks end in
     patches = order_columns(patches, "patches")
     build.write("patches", patches)
     return regions, patches
@@ -514,38 +520,25 @@ def _sample_task(task: dict, config: ExtractConfig, given: dict | None) -> list[
     return sample_slide(task, config, regions)
 
 
-def _extract_task(
-    task: dict,
-    config: ExtractConfig,
-    zarr_path: str,
-    by_slide: dict,
-    scanners: list[str],
-    state_dir: str,
-) -> list[dict]:
-    return extract_slide(task, config, zarr_path, by_slide[task["slide_id"]], scanners, state_dir)
-
-
-def _task_rows(
-    res, kind: str, samples: list[dict] | None = None, scanners: list[str] | None = None
-) -> list[dict]:  # noqa: ANN001
+def _task_rows(res, kind: str, scanners: list[str] | None = None) -> list[dict]:  # noqa: ANN001
     """A task's rows, or failed rows naming the error when the task itself crashed."""
     if res.error is None:
         return res.value
     message = f"task crashed: {res.error.__class__.__name__}: {res.error}"
-    slide_id = res.item["slide_id"]
     if kind == "region":
+        slide_id = res.item["slide_id"]
         return [{"slide_id": slide_id, "region_index": -1, "status": "failed", "message": message}]
+    s = res.item["sample"]
     return [
         {
             "index": s["index"],
             "sample_id": s["sample_id"],
-            "slide_id": slide_id,
+            "slide_id": s["slide_id"],
             "region_index": s["region_index"],
             "scanner": sc,
             "scanner_index": i,
             "status": "failed",
             "message": message,
         }
-        for s in samples or []
         for i, sc in enumerate(scanners or [])
     ]

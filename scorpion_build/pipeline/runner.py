@@ -131,7 +131,7 @@ def run_pipeline(
     selected = select_stages(config, start, until)
     scheduler = scheduler or config.scheduler
     results: list[StageResult] = []
-    with run_log(build) as log_path, _cluster(config, scheduler) as address:
+    with run_log(build) as log_path:
         echo(f"build {build}  (log: {log_path})")
         previous = ""
         for stage in config.stages():
@@ -150,7 +150,7 @@ def run_pipeline(
             log.info("stage %s starting (fingerprint %s)", stage, fp)
             t0 = time.perf_counter()
             try:
-                out = STAGE_FUNCTIONS[stage](config, address, force)
+                out = STAGE_FUNCTIONS[stage](config, scheduler, force)
             except SystemExit:
                 raise
             except Exception as exc:
@@ -182,21 +182,3 @@ def run_pipeline(
         for res in results:
             echo("  " + res.line())
     return results
-
-
-@contextlib.contextmanager
-def _cluster(config: PipelineConfig, scheduler: str | None) -> Iterator[str | None]:
-    """One local cluster for the whole run (when parallel and no scheduler was given)."""
-    if scheduler or not config.workers or config.workers <= 1:
-        yield scheduler
-        return
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=config.workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster:
-        yield cluster.scheduler_address

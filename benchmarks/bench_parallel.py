@@ -1,0 +1,143 @@
+"""register and extract: wall time with 1 worker, 2 workers, the default, and a Dask cluster.
+
+Synthetic suites (cached in benchmarks/.cache): 6 slides x 5 scanners and 2 slides x 5
+scanners. Each (suite, stage, mode) is timed in its own fresh process (so every run pays
+its own pool or cluster start-up, as a CLI call does) around the library call, with
+``force`` so everything is recomputed. Prints the wall time per stage, the speed-up over
+1 worker, and whether the patches are byte-identical to the 1-worker store.
+
+    .venv/bin/python -m benchmarks.bench_parallel                      # both suites
+    .venv/bin/python -m benchmarks.bench_parallel --quick              # 2 small slides
+    .venv/bin/python -m benchmarks.bench_parallel --scheduler tcp://host:8786
+
+Figures depend on how busy the machine is: run it on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+
+from benchmarks.common import CACHE, run_isolated, synth_suite
+
+SCANNERS = ("AT2", "GT450", "DP200", "P1000", "Philips")
+
+
+def suite(slides: int, width_um: float, height_um: float):
+    return synth_suite(
+        f"parallel_{slides}x{width_um:.0f}x{height_um:.0f}",
+        n_slides=slides,
+        width_um=width_um,
+        height_um=height_um,
+        scanners=SCANNERS,
+        distortion_um=2.0,
+        seed=5,
+    )
+
+
+def build_for(src, mode: str):
+    """A scanned build of the suite, one per mode (so stores can be compared afterwards)."""
+    from scorpion_build.manifest import BuildDir
+    from scorpion_build.scan import scan
+
+    build = CACHE / f"{src.name}_build_{mode.replace('/', '_').replace(':', '_')}"
+    if not (build / "manifests" / "slides.parquet").is_file():
+        BuildDir.at(build).write("slides", scan(src / "slides.csv"))
+    return build
+
+
+def time_stage(build: str, stage: str, mode: str, regions: int, size: int) -> dict:
+    """Run one stage with ``force`` in this process; wall seconds and a digest of the output."""
+    from scorpion_build.extract import ExtractConfig, extract_build
+    from scorpion_build.register.pipeline import register_build
+
+    workers = None if mode in ("default", "scheduler") or "://" in mode else int(mode)
+    scheduler = mode if "://" in mode else None
+    t0 = time.perf_counter()
+    if stage == "register":
+        register_build(build, workers=workers, scheduler=scheduler, force=True, progress=False)
+        seconds = time.perf_counter() - t0
+        return {"seconds": seconds, "digest": _registrations_digest(build)}
+    config = ExtractConfig(regions=regions, region_um=800.0, size=size)
+    extract_build(build, config, workers=workers, scheduler=scheduler, force=True, progress=False)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "digest": _store_digest(build)}
+
+
+def _registrations_digest(build) -> str:  # noqa: ANN001
+    import pandas as pd
+
+    table = pd.read_parquet(f"{build}/manifests/registrations.parquet")
+    return hashlib.sha1(
+        table[["slide_id", "scanner", "matrix", "status"]].to_json().encode()
+    ).hexdigest()
+
+
+def _store_digest(build) -> str:  # noqa: ANN001
+    import zarr
+
+    arr = zarr.open_group(f"{build}/patches.zarr", mode="r")["patches"]
+    h = hashlib.sha1()
+    for i in range(arr.shape[0]):
+        h.update(arr[i].tobytes())
+    return h.hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slides", default="6,2", help="suite sizes (slides), comma-separated")
+    parser.add_argument("--width-um", type=float, default=2400.0)
+    parser.add_argument("--height-um", type=float, default=1800.0)
+    parser.add_argument("--regions", type=int, default=6, help="regions per slide")
+    parser.add_argument("--size", type=int, default=1024, help="patch side (px)")
+    parser.add_argument("--modes", default="1,2,default", help="worker counts or 'default'")
+    parser.add_argument("--scheduler", default=None, help="also time a Dask scheduler address")
+    parser.add_argument("--stages", default="register,extract")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 slides of 1.6 x 1.2 mm, 4 regions of 512 px"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.slides, args.width_um, args.height_um = "2", 1600.0, 1200.0
+        args.regions, args.size = 4, 512
+    modes = args.modes.split(",") + ([args.scheduler] if args.scheduler else [])
+    stages = args.stages.split(",")
+    print("wall seconds per stage (each run in a fresh process, --force); busy machines vary")
+    for n in (int(s) for s in args.slides.split(",")):
+        src = suite(n, args.width_um, args.height_um)
+        print(
+            f"\n{n} slides x {len(SCANNERS)} scanners ({args.width_um:g} x {args.height_um:g} um)"
+        )
+        print(f"  {'stage':9s} {'mode':>24s} {'seconds':>8s} {'speed-up':>9s}  identical")
+        builds = {mode: build_for(src, mode) for mode in modes}
+        for stage in stages:
+            base = None
+            for mode in modes:
+                r = run_isolated(
+                    "benchmarks.bench_parallel",
+                    "stage",
+                    str(builds[mode]),
+                    stage,
+                    mode,
+                    str(args.regions),
+                    str(args.size),
+                )
+                base = base or r
+                same = "yes" if r["digest"] == base["digest"] else "NO"
+                label = "scheduler" if "://" in mode else f"workers={mode}"
+                print(
+                    f"  {stage:9s} {label:>24s} {r['seconds']:8.2f} "
+                    f"{base['seconds'] / r['seconds']:8.2f}x  {same}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "stage":
+        _, _, build, stage, mode, regions, size = sys.argv
+        print(json.dumps(time_stage(build, stage, mode, int(regions), int(size))))
+    else:
+        main()

@@ -139,14 +139,10 @@ def run_shared(
         for index in sorted(pending):  # every helper has gone: should not happen
             yield TaskResult(items[index], error=RuntimeError("no process ran this task"))
     finally:
-        work.stop()
+        work.stop()  # a helper still starting, or between tasks, finds nothing and ends
         for proc in procs:
-            if proc.pid is None:  # still starting: it will find the list empty and end
-                continue
-            proc.join(timeout=parallel.POLL_S)
-            if proc.is_alive():  # the caller stopped early: a helper mid-task is ended
-                proc.terminate()
-                proc.join()
+            if pending and proc.pid is not None and proc.is_alive():
+                proc.terminate()  # the caller stopped early: nobody will read this task
         for reader in pipes:
             reader.close()
 

@@ -42,8 +42,6 @@ PRELOAD = (
     "scorpion_build.register.pipeline",
     "scorpion_build.extract",
 )
-# A helper that has not reported for this long is checked for having died (seconds).
-POLL_S = 0.5
 
 
 @contextmanager

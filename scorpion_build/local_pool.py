@@ -11,8 +11,10 @@ task in flight is lost, reported as failed.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import pickle
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
@@ -20,6 +22,8 @@ from typing import Any
 
 from scorpion_build import parallel
 from scorpion_build.parallel import TaskResult
+
+log = logging.getLogger(__name__)
 
 
 class WorkList:
@@ -85,6 +89,7 @@ def _helper(
     out: Connection,
 ) -> None:
     """Helper process: run tasks from the back of the list until it is empty."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     parent = mp.parent_process()
     try:
         while parent is None or parent.is_alive():  # an orphan stops: nobody reads its rows
@@ -151,6 +156,8 @@ def _start(procs: list, writers: list[Connection]) -> None:
     for proc, writer in zip(procs, writers, strict=True):
         try:
             proc.start()
+        except Exception as exc:  # this process does the work alone
+            log.warning("a helper process could not start (%s); working without it", exc)
         finally:
             writer.close()  # the helper holds the only writer: its end is the helper's end
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import CACHE, peak_rss_mb, run_isolated, synth_suite
+from benchmarks.common import peak_rss_mb, run_isolated, scanned_build, synth_suite
 
 REGIONS, REGION_UM, SIZE = 6, 800.0, 1024
 
@@ -45,13 +45,10 @@ def suite(width_um: float = 3000.0, height_um: float = 2500.0, slides: int = 3):
 
 
 def registered_build(src, name: str):
-    from scorpion_build.manifest import BuildDir
     from scorpion_build.register.pipeline import register_build
-    from scorpion_build.scan import scan
 
-    build = CACHE / f"build_{name}"
+    build = scanned_build(src, f"build_{name}")
     if not (build / "manifests" / "registrations.parquet").is_file():
-        BuildDir.at(build).write("slides", scan(src / "slides.csv"))
         register_build(build, workers=1, progress=False)
     return build
 

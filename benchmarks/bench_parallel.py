@@ -23,7 +23,7 @@ import json
 import sys
 import time
 
-from benchmarks.common import CACHE, run_isolated, synth_suite
+from benchmarks.common import run_isolated, scanned_build, synth_suite
 
 SCANNERS = ("AT2", "GT450", "DP200", "P1000", "Philips")
 
@@ -42,13 +42,7 @@ def suite(slides: int, width_um: float, height_um: float):
 
 def build_for(src, mode: str):
     """A scanned build of the suite, one per mode (so stores can be compared afterwards)."""
-    from scorpion_build.manifest import BuildDir
-    from scorpion_build.scan import scan
-
-    build = CACHE / f"{src.name}_build_{mode.replace('/', '_').replace(':', '_')}"
-    if not (build / "manifests" / "slides.parquet").is_file():
-        BuildDir.at(build).write("slides", scan(src / "slides.csv"))
-    return build
+    return scanned_build(src, f"{src.name}_build_{mode.replace('/', '_').replace(':', '_')}")
 
 
 def time_stage(

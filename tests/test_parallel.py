@@ -35,7 +35,8 @@ def square(item: int, done_dir: str, main_pid: int, fail: int = -1, die: int = -
     done = Path(done_dir)
     if os.getpid() == main_pid:
         _wait_for_helper(done, main_pid)
-    elif item == die:
+    elif item == die:  # let this process go on, then die mid-task
+        (done / f"{os.getpid()}_{item}").touch()
         os.kill(os.getpid(), signal.SIGKILL)
     if item == fail:
         raise ValueError(f"bad item {item}")
@@ -91,12 +92,12 @@ def test_a_failing_task_is_reported_and_the_rest_finish(tmp_path: Path) -> None:
 
 
 def test_a_helper_killed_mid_task_fails_only_that_task(tmp_path: Path) -> None:
-    # the helper finishes item 7 (this process waits for that), then dies in item 6;
-    # this process takes over everything else
-    out = _results(list(range(8)), tmp_path, die=6)
+    # the helper's first task is the last item; this process waits until the helper has
+    # begun it (so cannot take it), then does all the others
+    out = _results(list(range(8)), tmp_path, die=7)
     assert sorted(out) == list(range(8))
-    assert "worker process died" in str(out[6].error)
-    assert all(out[i].error is None for i in range(8) if i != 6)
+    assert "worker process died" in str(out[7].error)
+    assert all(out[i].error is None for i in range(7))
 
 
 @pytest.mark.parametrize(("workers", "n"), [(1, 5), (4, 1)])

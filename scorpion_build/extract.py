@@ -23,15 +23,17 @@ import zarr
 from scorpion_build import geometry as geo
 from scorpion_build.align import Correction, block_mean, estimate_correction, grey, similarity
 from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
+from scorpion_build.mpp import upsample_note
 from scorpion_build.parallel import cached, run_tasks
 from scorpion_build.sample import (
     MIN_TISSUE_FRACTION,
+    field_too_small,
     joint_tissue_mask,
     region_tissue_fraction,
     sample_regions,
 )
 from scorpion_build.slide import Resampler, Slide
-from scorpion_build.tissue import od_tissue_mask
+from scorpion_build.tissue import FLUORESCENCE_NOTE, is_fluorescence, od_tissue_mask, tissue_mask
 from scorpion_build.zarr_jpeg import JpegCodec
 
 # A patch whose stain-robust NCC to the reference patch stays below this after refinement
@@ -52,6 +54,8 @@ INPUT_COLUMNS = {
 }
 # Tissue fraction of a patch is judged at this resolution (um/px): coarse is enough.
 TISSUE_MPP = 4.0
+# Whether a slide is fluorescence is judged on a thumbnail at least this coarse (um/px).
+FLUORESCENCE_MPP = 16.0
 
 
 def _power_of_two_at_most(x: float) -> int:
@@ -59,10 +63,15 @@ def _power_of_two_at_most(x: float) -> int:
     return 2 ** max(0, int(np.log2(x)))
 
 
-def patch_tissue_fraction(grey_view: np.ndarray, mpp: float) -> float:
-    """Tissue fraction of a patch from its optical-density view at ``mpp`` um/px."""
-    f = _power_of_two_at_most(TISSUE_MPP / mpp)
-    return float(od_tissue_mask(block_mean(grey_view, f), mpp * f).mean())
+def patch_tissue_fraction(patch: np.ndarray, grey_view: np.ndarray, mpp: float) -> float:
+    """Tissue fraction of an RGB ``patch`` at ``mpp`` um/px, judged on its optical-density
+    view (``REFINE_SCALE`` times coarser), or on its pixels when it is fluorescence."""
+    if is_fluorescence(patch):  # optical density is meaningless on emitted light
+        f = _power_of_two_at_most(TISSUE_MPP / mpp)
+        return float(tissue_mask(block_mean(patch, f), mpp * f).mean())
+    view_mpp = mpp * REFINE_SCALE
+    f = _power_of_two_at_most(TISSUE_MPP / view_mpp)
+    return float(od_tissue_mask(block_mean(grey_view, f), view_mpp * f).mean())
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,7 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         ]
         try:
             mask = joint_tissue_mask(ref, others, mask_mpp)
+            fluorescent = is_fluorescence(ref.thumbnail_at(max(mask_mpp, FLUORESCENCE_MPP)))
         finally:
             for slide, _ in others:
                 slide.close()
@@ -180,6 +190,7 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
     regions = sample_regions(
         mask, mask_mpp, config.region_um, config.regions, config.seed, config.min_tissue
     )
+    notes = [FLUORESCENCE_NOTE] if fluorescent else []
     rows = [
         {
             **base,
@@ -194,14 +205,16 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         for i, r in enumerate(regions)
     ]
     if len(regions) < config.regions:
-        msg = (
+        notes.append(
             f"only {len(regions)} of {config.regions} non-overlapping {config.region_um:g} um "
             f"regions with >= {config.min_tissue:.0%} tissue common to all scans"
+            + field_too_small(mask, mask_mpp, config.region_um)
         )
         if not rows:
-            return [{**base, "region_index": -1, "status": "failed", "message": msg}]
+            return [{**base, "region_index": -1, "status": "failed", "message": "; ".join(notes)}]
+    if notes:
         for r in rows:
-            r.update(status="warn", message=msg)
+            r.update(status="warn", message="; ".join(notes))
     return rows
 
 
@@ -355,19 +368,29 @@ def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> l
             patch = src.warp(m, size)
             view = src_small.warp(m, config.size)
             sim = similarity(ref_small, view, config.mpp * REFINE_SCALE)
-        tissue = patch_tissue_fraction(view, config.mpp * REFINE_SCALE)
+        tissue = patch_tissue_fraction(patch, view, config.mpp)
         if sim < MIN_SIMILARITY and row["status"] == "ok":
             row.update(
                 status="warn",
                 message=f"patch does not match the reference patch "
                 f"(NCC {sim:.2f} < {MIN_SIMILARITY}); check the registration QC picture",
             )
+        _warn_if_upsampled(row, m, slides[scanner], config.mpp)
         row.update(
             patch_to_slide=geo.to_six(m), level=int(level), similarity=sim, tissue_fraction=tissue
         )
         arr[sample["index"], s_idx] = patch
         rows.append(row)
     return rows
+
+
+def _warn_if_upsampled(row: dict, m: geo.Affine, slide: Slide, out_mpp: float) -> None:
+    """`warn` a patch row whose scan is coarser than the output (``m``: patch -> level 0)."""
+    _, level0_px_per_out_px = geo.linear_scales(m)
+    note = upsample_note(1.0 / level0_px_per_out_px, float(np.mean(slide.mpp)), out_mpp)
+    if note:
+        row["message"] = f"{row['message']}; {note}" if row["message"] else note
+        row["status"] = "warn"
 
 
 # -- build level ------------------------------------------------------------------------------
@@ -494,9 +517,10 @@ def extract_build(
         state_dir=str(sample_state),
     ):
         rows += _task_rows(res, "patch", scanners)
-    patches = pd.DataFrame(rows).sort_values(["index", "scanner_index"], kind="stable")
+    # no sample at all (no region fitted anywhere) still gives a manifest with its columns
+    patches = order_columns(pd.DataFrame(rows), "patches")
+    patches = patches.sort_values(["index", "scanner_index"], kind="stable")
     patches = patches.reset_index(drop=True)  # the same table whatever order tasks end in
-    patches = order_columns(patches, "patches")
     build.write("patches", patches)
     return regions, patches
 

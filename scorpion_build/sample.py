@@ -112,6 +112,18 @@ def sample_regions(
     return sorted(regions, key=lambda r: (r.y_um, r.x_um))
 
 
+def field_too_small(mask: np.ndarray, mask_mpp: float, region_um: float) -> str:
+    """A note for a message when the scanned field (``mask`` at ``mask_mpp`` um/px) is
+    narrower than one region, so that no region can fit; "" otherwise."""
+    field_um = min(mask.shape) * mask_mpp
+    if field_um >= region_um:
+        return ""
+    return (
+        f" (the scanned field, {field_um:.0f} um across, is smaller than --region-um "
+        f"{region_um:g}; lower --region-um)"
+    )
+
+
 def region_tissue_fraction(
     mask: np.ndarray, mask_mpp: float, x_um: float, y_um: float, region_um: float
 ) -> float:

@@ -6,59 +6,55 @@ a status. A bad row is ``failed`` with a message; good rows are kept.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from scorpion_build.discover import SLIDE_SUFFIXES, discover
 from scorpion_build.manifest import order_columns
+from scorpion_build.mpp import coarse_note, mpp_problem, parse_override, ratio_note
 from scorpion_build.slide import Slide, SlideError
+from scorpion_build.tissue import FLUORESCENCE_NOTE, is_fluorescence
 
 SCORPION_SCANNERS = ("AT2", "GT450", "DP200", "P1000", "Philips")
-SLIDE_SUFFIXES = {
-    ".svs",
-    ".tif",
-    ".tiff",
-    ".ndpi",
-    ".mrxs",
-    ".bif",
-    ".vms",
-    ".vmu",
-    ".scn",
-    ".svslide",
-    ".dcm",
-    ".isyntax",
-    ".czi",
-    ".png",
-    ".jpg",
-    ".jpeg",
-}
-# A scanner's mpp more than this factor away from the reference's is almost certainly a
-# metadata error (e.g. 20x value on a 40x scan), not a real optical difference.
-MPP_MAX_RATIO = 1.5
+
+# Property names (openslide, tiffslide, vendor: aperio.MPP) that carry a level-0 mpp.
+MPP_KEYS = (".mpp-x", ".mpp-y", ".mpp")
+log = logging.getLogger(__name__)
 
 
 class SlideTableError(ValueError):
     pass
 
 
-def read_slide_table(source: str | os.PathLike) -> pd.DataFrame:
-    """A slide table from a CSV (``slide_id,scanner,path[,mpp]``) or a directory
-    laid out ``{slide_id}/{scanner}.{ext}``. Paths are made absolute (relative to the CSV)."""
+def read_slide_table(
+    source: str | os.PathLike,
+    ignore: tuple[str, ...] = (),
+    skipped: list[str] | None = None,
+) -> pd.DataFrame:
+    """A slide table from a CSV (``slide_id,scanner,path[,mpp]``) or a directory laid out
+    ``{slide_id}/{scanner}.{ext}`` (rules in :mod:`scorpion_build.discover`).
+
+    Paths are made absolute (relative to the CSV). For a directory, entries matching an
+    ``ignore`` glob are dropped, and a one-line note per other entry that is not a scan is
+    logged and appended to ``skipped`` when given.
+    """
     source = Path(source)
     if source.is_dir():
-        rows = [
-            {"slide_id": f.parent.name, "scanner": f.stem, "path": str(f.resolve())}
-            for f in sorted(source.glob("*/*"))
-            if f.is_file() and f.suffix.lower() in SLIDE_SUFFIXES
-        ]
-        if not rows:
+        found = discover(source, ignore)
+        for note in found.skipped:
+            log.info(note)
+        if skipped is not None:
+            skipped += found.skipped
+        if not found.rows:
             raise SlideTableError(
                 f"{source}: no slides found; expected {source}/<slide_id>/<scanner>.<ext> "
-                f"(extensions {', '.join(sorted(SLIDE_SUFFIXES))}) or a CSV slide table"
+                f"(extensions {', '.join(SLIDE_SUFFIXES)}) or a CSV slide table"
             )
-        table = pd.DataFrame(rows)
+        table = pd.DataFrame(found.rows)
         table["mpp"] = np.nan
         return table
     if not source.is_file():
@@ -74,8 +70,7 @@ def read_slide_table(source: str | os.PathLike) -> pd.DataFrame:
             "columns slide_id,scanner,path and optionally mpp"
         )
     if "mpp" not in table.columns:
-        table["mpp"] = np.nan
-    table["mpp"] = pd.to_numeric(table["mpp"], errors="coerce")
+        table["mpp"] = np.nan  # cells are checked per scan (inspect_slide), not coerced here
     table["path"] = [
         str(p) if "://" in str(p) else str((source.parent / str(p)).resolve())
         for p in table["path"]
@@ -83,10 +78,14 @@ def read_slide_table(source: str | os.PathLike) -> pd.DataFrame:
     return table[["slide_id", "scanner", "path", "mpp"]].copy()
 
 
-def inspect_slide(path: str, mpp: float | None = None) -> dict:
-    """Open a scan and read one tile at the coarsest and finest level to prove it decodes."""
+def inspect_slide(path: str, mpp: object = None) -> dict:
+    """Open a scan, read one tile at the coarsest and finest level to prove it decodes, and
+    check its mpp (``mpp``: the slide table's override, um/px) and its background."""
     row: dict = {"path": path, "file_size": _file_size(path)}
-    override = None if mpp is None or not np.isfinite(mpp) else float(mpp)
+    try:
+        override = parse_override(mpp)
+    except ValueError as exc:
+        return {**row, "status": "failed", "message": f"{path}: {exc}; give level-0 um/px"}
     try:
         with Slide(path, mpp=override) as slide:
             row.update(
@@ -99,24 +98,52 @@ def inspect_slide(path: str, mpp: float | None = None) -> dict:
             )
             if slide.has_mpp:
                 row["mpp_x"], row["mpp_y"] = slide.mpp
-            _probe_decode(slide)
-            if not slide.has_mpp:
-                _ = slide.mpp  # raises MissingMppError, whose message names the fix
+            coarse = _probe_decode(slide)
+            problem = _mpp_problem(slide)
     except SlideError as exc:
         row.update(status="failed", message=str(exc))
         return row
+    if problem:
+        return {**row, "status": "failed", "message": problem}
+    notes = [FLUORESCENCE_NOTE] if is_fluorescence(coarse) else []
+    notes += [n for n in [coarse_note(row["mpp_x"])] if n]
+    if notes:
+        return {**row, "status": "warn", "message": f"{path}: {'; '.join(notes)}"}
     row.update(status="ok", message="")
     return row
 
 
-def _probe_decode(slide: Slide) -> None:
+def _mpp_problem(slide: Slide) -> str | None:
+    """Why the slide's mpp is unusable (missing, not a positive number, implausible)."""
+    where = "in the slide table" if slide.mpp_source == "override" else "in the file's metadata"
+    if not slide.has_mpp:
+        raw = {k: v for k, v in slide.properties.items() if k.lower().endswith(MPP_KEYS)}
+        if raw and slide.mpp_source != "override":
+            shown = ", ".join(f"{k}={v!r}" for k, v in sorted(raw.items()))
+            return (
+                f"{slide.path}: mpp {where} is not a positive number ({shown}); set the "
+                "level-0 um/px in the slide table `mpp` column"
+            )
+        try:
+            _ = slide.mpp
+        except SlideError as exc:  # MissingMppError: its message names the fix
+            return str(exc)
+    problem = mpp_problem(*slide.mpp)
+    if problem:
+        return f"{slide.path}: {problem} {where}; set the level-0 um/px in the slide table `mpp`"
+    return None
+
+
+def _probe_decode(slide: Slide) -> np.ndarray:
+    """Read a corner of the coarsest level (returned) and level 0's centre and end."""
     last = slide.level_count - 1
     w, h = slide.level_dimensions[last]
-    slide.read(last, (0, 0, min(w, 512), min(h, 512)))
+    coarse = slide.read(last, (0, 0, min(w, 512), min(h, 512)))
     w0, h0 = slide.dimensions
     # centre and last tile of level 0: truncated files fail at their end
     slide.read(0, (w0 // 2, h0 // 2, 64, 64))
     slide.read(0, (max(0, w0 - 64), max(0, h0 - 64), 64, 64))
+    return coarse
 
 
 def _file_size(path: str) -> int:
@@ -127,7 +154,8 @@ def _file_size(path: str) -> int:
 
 
 def check_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Set-level checks on inspected rows: duplicates, missing reference, mpp disagreement."""
+    """Set-level checks on inspected rows: duplicates, missing reference, mpp far from the
+    reference's (a `warn`)."""
     table = table.copy()
     table["is_reference"] = table["scanner"] == reference
 
@@ -156,25 +184,35 @@ def check_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
                 sel & ~table["is_reference"],
                 f"the reference ({reference}) scan of slide {slide_id} failed; fix it first",
             )
-        # compare with the reference scan's mpp (the one everything is registered to)
-        mpp = group["mpp_x"].where(group["status"] != "failed").dropna()
-        ref_mpp = mpp[group.loc[mpp.index, "is_reference"]]
-        if len(mpp) >= 2 and len(ref_mpp):
-            expected = float(ref_mpp.iloc[0])
-            for idx, value in mpp.items():
-                if max(value / expected, expected / value) > MPP_MAX_RATIO:
-                    fail(
-                        table.index == idx,
-                        f"mpp {value:.4g} um/px disagrees with the reference scan of slide "
-                        f"{slide_id} ({expected:.4g} um/px); check the metadata or set the "
-                        "`mpp` column in the slide table",
-                    )
+        _mpp_ratio_warnings(table, group, slide_id)
     return table
 
 
-def scan(source: str | os.PathLike, reference: str = "AT2") -> pd.DataFrame:
-    """Slide table -> inspected and checked ``slides`` manifest rows."""
-    table = read_slide_table(source)
+def _mpp_ratio_warnings(table: pd.DataFrame, group: pd.DataFrame, slide_id: str) -> None:
+    """`warn` (never fail: 20x beside 40x is normal) scans far from the reference's mpp."""
+    usable = group[group["status"] != "failed"]
+    ref_mpp = usable.loc[usable["is_reference"], "mpp_x"].dropna()
+    if ref_mpp.empty:
+        return
+    for idx, value in usable.loc[~usable["is_reference"], "mpp_x"].dropna().items():
+        note = ratio_note(float(value), float(ref_mpp.iloc[0]), slide_id)
+        if note:
+            before = table.loc[idx, "message"]
+            table.loc[idx, "message"] = f"{before}; {note}" if before else note
+            table.loc[idx, "status"] = "warn"
+
+
+def scan(
+    source: str | os.PathLike,
+    reference: str = "AT2",
+    ignore: tuple[str, ...] = (),
+    skipped: list[str] | None = None,
+) -> pd.DataFrame:
+    """Slide table -> inspected and checked ``slides`` manifest rows.
+
+    ``ignore`` and ``skipped`` apply to a directory source, as in :func:`read_slide_table`.
+    """
+    table = read_slide_table(source, ignore, skipped)
     inspected = [inspect_slide(r.path, r.mpp) for r in table.itertuples()]
     out = pd.concat(
         [table[["slide_id", "scanner"]].reset_index(drop=True), pd.DataFrame(inspected)], axis=1

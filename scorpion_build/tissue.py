@@ -13,6 +13,16 @@ from skimage.filters import threshold_otsu
 
 # Below this total optical density a pixel is glass whatever Otsu says (clean glass ~0.02-0.05).
 MIN_TISSUE_OD = 0.08
+# Brightfield glass is bright and absorbs nothing; where the typical pixel's brightest channel
+# is this dark (grey levels), light is emitted, not absorbed: a fluorescence scan.
+FLUORESCENCE_MAX_MEDIAN = 50
+# Emitted signal (brightest channel, 0-1) below this is dark background whatever Otsu says.
+MIN_FLUORESCENCE_SIGNAL = 0.08
+FLUORESCENCE_NOTE = (
+    "dark background: this looks like a fluorescence scan; tissue is taken as the bright "
+    "signal, but registration and patch QC are built for brightfield (H&E, IHC): check the "
+    "regions and the QC pictures"
+)
 
 
 def _od_lut(background: float) -> np.ndarray:
@@ -52,22 +62,38 @@ def to_uint8(grey: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return np.clip((grey - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
 
 
+def is_fluorescence(rgb: np.ndarray) -> bool:
+    """True when an RGB uint8 image has the dark background of a fluorescence scan."""
+    step = max(1, max(rgb.shape[:2]) // 256)  # the median needs a sample, not every pixel
+    return float(np.median(rgb[::step, ::step].max(axis=2))) < FLUORESCENCE_MAX_MEDIAN
+
+
 def tissue_mask(rgb: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np.ndarray:
     """Boolean tissue mask of an RGB image at ``mpp`` um/px.
 
-    Otsu on optical density (floored at :data:`MIN_TISSUE_OD`), closed to fill nuclei
-    gaps, and blobs under ``min_area_um2`` dropped.
+    Brightfield (H&E, IHC: any stain absorbs): Otsu on optical density, floored at
+    :data:`MIN_TISSUE_OD`. Fluorescence (:func:`is_fluorescence`): Otsu on the brightest
+    channel, floored at :data:`MIN_FLUORESCENCE_SIGNAL`, so a dark background is never read
+    as dense tissue. Then closed to fill nuclei gaps, and blobs under ``min_area_um2`` dropped.
     """
+    if is_fluorescence(rgb):
+        signal = rgb.max(axis=2).astype(np.float32) / 255.0
+        return _signal_mask(signal, mpp, min_area_um2, MIN_FLUORESCENCE_SIGNAL)
     return od_tissue_mask(od_grey(rgb), mpp, min_area_um2)
 
 
 def od_tissue_mask(od: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np.ndarray:
-    """:func:`tissue_mask` of an :func:`od_grey` image."""
-    od = cv2.GaussianBlur(od, (0, 0), sigmaX=max(0.5, 2.0 / mpp))
-    thr = MIN_TISSUE_OD
-    if od.max() > MIN_TISSUE_OD:
-        thr = max(MIN_TISSUE_OD, float(threshold_otsu(od)) * 0.5)
-    mask = (od > thr).astype(np.uint8)
+    """:func:`tissue_mask` of a brightfield :func:`od_grey` image."""
+    return _signal_mask(od, mpp, min_area_um2, MIN_TISSUE_OD)
+
+
+def _signal_mask(signal: np.ndarray, mpp: float, min_area_um2: float, floor: float) -> np.ndarray:
+    """Pixels well above the background of a float image where tissue is high."""
+    signal = cv2.GaussianBlur(signal, (0, 0), sigmaX=max(0.5, 2.0 / mpp))
+    thr = floor
+    if signal.max() > floor:
+        thr = max(floor, float(threshold_otsu(signal)) * 0.5)
+    mask = (signal > thr).astype(np.uint8)
     k = max(1, int(round(10.0 / mpp)))
     mask = cv2.morphologyEx(
         mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))

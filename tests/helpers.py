@@ -90,27 +90,37 @@ def paired_build(
     return build.root, given
 
 
+# Run in a child process: the CLI, with extract's marker writer wrapped so the process
+# SIGKILLs itself right after its first sample marker is on disk. The kill lands at the same
+# point every time (no polling race); it needs extract in-process (--workers 1).
+_KILL_AFTER_FIRST_SAMPLE = """
+import os, signal, sys
+import scorpion_build.extract as extract
+from scorpion_build.cli.main import main
+
+write = extract.write_json_atomic
+
+def write_then_die(obj, path):
+    write(obj, path)
+    if path.parent.name == "samples":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+extract.write_json_atomic = write_then_die
+main(sys.argv[1:], prog_name="scorpion-build")
+"""
+
+
 def kill_during_extract(args: list[str], build: Path, timeout_s: float = 300.0) -> bool:
-    """Run ``scorpion-build ARGS`` and SIGKILL it as soon as extract has finished its first
-    sample (a marker file appears). Returns True if it was killed mid-run."""
+    """Run ``scorpion-build ARGS`` (in-process extract: ``--workers 1``) and SIGKILL it right
+    after extract has written its first sample's marker. Returns True if it was killed."""
     import signal
     import subprocess
     import sys
-    import time
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scorpion_build.cli.main", *args],
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_AFTER_FIRST_SAMPLE, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        timeout=timeout_s,
     )
-    markers = build / ".state" / "extract" / "samples"
-    deadline = time.time() + timeout_s
-    killed = False
-    while time.time() < deadline and proc.poll() is None:
-        if markers.is_dir() and any(markers.glob("*.json")):
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.05)
-    proc.wait()
-    return killed
+    return proc.returncode == -signal.SIGKILL

@@ -104,7 +104,8 @@ def test_interrupted_run_resumes_to_identical_result(first_run, tmp_path):
     _, _, _, reference = first_run
     yaml_path = _write(tmp_path, "victim")
     build = tmp_path / "victim"
-    kill_during_extract(["run", str(yaml_path)], build)
+    assert kill_during_extract(["run", str(yaml_path)], build)
+    assert not (build / "manifests" / "patches.parquet").exists()
     result = CliRunner().invoke(main, ["run", str(yaml_path)])
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(reference, _patches(build))

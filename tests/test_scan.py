@@ -5,7 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
+import tifffile
 from click.testing import CliRunner
 
 from scorpion_build.cli.main import main
@@ -47,7 +50,11 @@ def test_scan_writes_manifest_and_flags_every_problem(tmp_path, real_dir, cmu_sv
             ("bad", "DP200", str(truncated), None),
             ("bad", "GT450", str(garbage), None),
             ("bad", "P1000", str(no_mpp), None),  # missing mpp
-            ("bad", "Philips", str(cmu_svs), 2.0),  # mpp 4x the others
+            ("bad", "Philips", str(cmu_svs), 2.0),  # mpp 4x the others: a warn, not a failure
+            ("bad", "X-range", str(cmu_svs), 500.0),  # not a level-0 resolution
+            ("bad", "X-coarse", str(cmu_svs), 30.0),  # a downsampled export: usable
+            ("bad", "X-text", str(cmu_svs), "0.5um"),
+            ("bad", "X-negative", str(cmu_svs), -0.25),
         ],
     )
     build = tmp_path / "build"
@@ -70,7 +77,14 @@ def test_scan_writes_manifest_and_flags_every_problem(tmp_path, real_dir, cmu_sv
     assert "truncated" in msg[("bad", "DP200")] and "truncated.svs" in msg[("bad", "DP200")]
     assert "garbage.svs" in msg[("bad", "GT450")]
     assert "mpp" in msg[("bad", "P1000")] and "slide table" in msg[("bad", "P1000")]
-    assert "disagrees" in msg[("bad", "Philips")]
+    assert t.loc[("bad", "Philips"), "status"] == "warn"
+    assert "4.01x the reference" in msg[("bad", "Philips")]
+    assert t.loc[("bad", "X-range"), "status"] == "failed"
+    assert "500 um/px is outside the plausible 0.05-100 um/px" in msg[("bad", "X-range")]
+    assert t.loc[("bad", "X-coarse"), "status"] == "warn"
+    assert "coarser than any scanner" in msg[("bad", "X-coarse")]
+    assert "'0.5um' in the slide table is not a number" in msg[("bad", "X-text")]
+    assert "not a positive number" in msg[("bad", "X-negative")]
     assert "failed" in result.output and "truncated" in result.output
 
 
@@ -93,3 +107,60 @@ def test_bad_table_is_a_usage_error(tmp_path):
     csv.write_text("slide,path\na,b\n")
     result = CliRunner().invoke(main, ["scan", str(csv), "-o", str(tmp_path / "b")])
     assert result.exit_code != 0 and "missing column" in result.output
+
+
+def _scan_pair(tmp_path: Path, ref_mpp: tuple, other_mpp: tuple) -> pd.DataFrame:
+    """Scan a two-scanner slide whose files carry the given (x, y) resolutions (um/px)."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(90, 230, (256, 256, 3), dtype=np.uint8)
+    paths = []
+    for name, (mx, my) in (("AT2", ref_mpp), ("GT450", other_mpp)):
+        path = tmp_path / f"{name}.tif"
+        tifffile.imwrite(
+            path,
+            image,
+            tile=(64, 64),
+            photometric="rgb",
+            resolution=(1e4 / mx, 1e4 / my),
+            resolutionunit="CENTIMETER",
+        )
+        paths.append(("s", name, str(path), None))
+    return scan(_table(tmp_path, paths)).set_index("scanner")
+
+
+@pytest.mark.parametrize(
+    "other", [(0.346, 0.346), (0.5, 0.5), (0.227 * 4, 0.227 * 4)], ids=["x1.52", "20x", "10x"]
+)
+def test_correct_mpps_never_fail_whatever_their_ratio(tmp_path, other):
+    t = _scan_pair(tmp_path, (0.227, 0.227), other)
+    assert t.loc["AT2", "status"] == "ok"
+    assert t.loc["GT450", "status"] == "warn", t.loc["GT450", "message"]
+    assert t.loc["GT450", "mpp_x"] == pytest.approx(other[0], rel=1e-4)
+    assert "the reference scan" in t.loc["GT450", "message"]
+    assert "registration measures the true ratio" in t.loc["GT450", "message"]
+
+
+def test_close_mpps_scan_ok_and_implausible_ones_fail_saying_which(tmp_path):
+    assert (_scan_pair(tmp_path, (0.25, 0.25), (0.263, 0.263))["status"] == "ok").all()
+    t = _scan_pair(tmp_path, (0.25, 0.25), (0.25, 0.4))
+    assert t.loc["GT450", "status"] == "failed"
+    assert "differ by more than 5%" in t.loc["GT450", "message"]
+    assert "GT450.tif" in t.loc["GT450", "message"]
+    t = _scan_pair(tmp_path, (0.25, 0.25), (0.01, 0.01))  # nm-for-um style mix-up
+    assert t.loc["GT450", "status"] == "failed"
+    assert "outside the plausible" in t.loc["GT450", "message"]
+    assert "file's metadata" in t.loc["GT450", "message"]
+
+
+def test_metadata_mpp_that_is_not_positive_is_named(tmp_path):
+    from scorpion_build.scan import _mpp_problem
+    from scorpion_build.slide import Slide
+
+    path = tmp_path / "zero.svs"
+    description = "Aperio Image Library v10.0.0\r\n256x256 (256x256) RGB|AppMag = 20|MPP = 0"
+    image = np.full((256, 256, 3), 200, np.uint8)
+    tifffile.imwrite(path, image, tile=(256, 256), photometric="rgb", description=description)
+    with Slide(path, reader="tiffslide") as slide:  # tiffslide keeps the vendor's MPP = 0
+        problem = _mpp_problem(slide)
+    assert "zero.svs: mpp in the file's metadata is not a positive number" in problem
+    assert "aperio.MPP=0" in problem and "`mpp` column" in problem

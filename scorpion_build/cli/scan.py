@@ -22,13 +22,26 @@ from scorpion_build.scan import SlideTableError, scan
     help="Build directory to write manifests/slides.parquet into.",
 )
 @reference_option
-def command(source: Path, build: Path, reference: str) -> None:
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="GLOB",
+    help="Directory SOURCE: drop entries whose name or path under SOURCE matches (repeatable).",
+)
+def command(source: Path, build: Path, reference: str, ignore: tuple[str, ...]) -> None:
     """Inspect every scan listed in SOURCE (a directory {slide_id}/{scanner}.{ext} or a CSV
-    with columns slide_id,scanner,path[,mpp]) and write the slides manifest."""
+    with columns slide_id,scanner,path[,mpp]) and write the slides manifest.
+
+    In a directory, X.ome.tif gives scanner X, X.mrxs with its folder X/ is one scan, a folder
+    of .dcm files is one DICOM scan; label/overview pictures and other files are skipped with
+    a note (docs/own-dataset.md)."""
+    skipped: list[str] = []
     try:
-        table = scan(source, reference=reference)
+        table = scan(source, reference=reference, ignore=ignore, skipped=skipped)
     except SlideTableError as exc:
         raise click.ClickException(str(exc)) from exc
+    for note in skipped:
+        click.echo(f"  note: {note}")
     path = BuildDir.at(build).write("slides", table)
     scanners = sorted(table["scanner"].unique())
     click.echo(

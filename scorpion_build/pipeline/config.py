@@ -47,6 +47,7 @@ class SynthStage:
 class ScanStage:
     input: str | None = None
     reference: str = "AT2"
+    ignore: list[str] = field(default_factory=list)  # globs dropped from a directory input
 
 
 @dataclass

@@ -54,7 +54,8 @@ def fingerprint(config: PipelineConfig, stage: str, previous: str) -> str:
     h.update(previous.encode())
     h.update(json.dumps(config.stage_options(stage), sort_keys=True, default=str).encode())
     if stage == "scan" and config.scan.input:
-        h.update(_files_signature(config.path(config.scan.input)).encode())
+        source = config.path(config.scan.input)
+        h.update(_files_signature(source, tuple(config.scan.ignore)).encode())
     if stage in ("register", "extract", "benchmark"):
         for name in ("model", "predictions", "regions_from"):
             value = config.stage_options(stage).get(name)
@@ -68,11 +69,11 @@ def _stat(path: Path) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _files_signature(source: Path) -> str:
+def _files_signature(source: Path, ignore: tuple[str, ...] = ()) -> str:
     from scorpion_build.scan import read_slide_table
 
     parts = [_stat(source)] if source.is_file() else []
-    table = read_slide_table(source)
+    table = read_slide_table(source, ignore)
     parts += [_stat(Path(p)) if Path(p).exists() else f"{p}:missing" for p in table["path"]]
     return "\n".join(parts)
 

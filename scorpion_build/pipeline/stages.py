@@ -51,7 +51,7 @@ def run_scan(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.D
         if config.synth is None:
             raise ValueError("scan.input is not set; give a slide table CSV or a directory")
         source = synth_input(config) / "slides.csv"
-    table = scan(source, reference=config.scan.reference)
+    table = scan(source, reference=config.scan.reference, ignore=tuple(config.scan.ignore))
     BuildDir.at(config.build_dir).write("slides", table)
     return table
 

@@ -202,7 +202,7 @@ def register_pair(
         "refine_blocks": refined.accepted,
         "refine_model": refined.model,
     }
-    status, message = qc.judge(row)
+    status, message = qc.judge(row, mov.mpp[0])
     if notes and status == "ok":
         status = "warn"
     row["status"] = status

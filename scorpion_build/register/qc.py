@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from scorpion_build import geometry as geo
+from scorpion_build.mpp import corrected_mpp
 from scorpion_build.register.coarse import nearest_orientation
 from scorpion_build.register.thumbs import View, tissue_similarity, warp_to
 
@@ -107,20 +108,26 @@ def write_overlay(path: Path, img: np.ndarray, caption: str) -> None:
         raise OSError(f"{path}: cannot write the QC picture; check the build directory")
 
 
-def judge(row: dict) -> tuple[str, str]:
-    """Status and message for a registration row with its QC numbers filled in."""
+def judge(row: dict, mpp_x: float | None = None) -> tuple[str, str]:
+    """Status and message for a registration row with its QC numbers filled in.
+
+    ``mpp_x`` (um/px, the moving scan's) lets a scale message give the corrected mpp.
+    """
     failed: list[str] = []
     warn: list[str] = []
-    scale_dev = abs(row["scale"] - 1.0)
-    if scale_dev > SCALE_FAIL:
-        failed.append(
-            f"implausible scale {row['scale']:.3f} after mpp correction: a wrong fit or "
-            "wrong mpp metadata; check the mpp of both scans (slide table `mpp` column)"
+    scale = row["scale"]
+    fix = "check the mpp of both scans (slide table `mpp` column)"
+    if mpp_x is not None and np.isfinite(scale) and scale > 0:
+        fix = (
+            f"if this scan's metadata ({mpp_x:.4g} um/px) are wrong, its true mpp is "
+            f"{corrected_mpp(mpp_x, scale):.4g} (mpp_x / scale): set it in the slide table "
+            "`mpp` column"
         )
-    elif scale_dev > SCALE_WARN:
+    if abs(scale - 1.0) > SCALE_FAIL:
+        failed.append(f"implausible scale {scale:.3f} after mpp correction: a wrong fit, or {fix}")
+    elif abs(scale - 1.0) > SCALE_WARN:
         warn.append(
-            f"scale {row['scale']:.3f} after mpp correction is outside 1 +/- {SCALE_WARN:.0%}: "
-            "check this scan's mpp metadata"
+            f"scale {scale:.3f} after mpp correction is outside 1 +/- {SCALE_WARN:.0%}: {fix}"
         )
     if abs(row["shear"]) > SHEAR_WARN or abs(row.get("anisotropy", 0.0)) > SCALE_WARN:
         warn.append(

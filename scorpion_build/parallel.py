@@ -126,11 +126,38 @@ class TaskResult:
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which containers and SLURM set)."""
+    """CPUs this process may use: its affinity mask (which SLURM and ``taskset`` set),
+    capped by a cgroup CPU quota (which ``docker --cpus`` and Kubernetes limits set)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cpus, int(quota))) if quota is not None else cpus
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs' worth of run time the cgroup allows per period (v2 ``cpu.max``, else the v1 CFS
+    quota); None without a limit."""
+    v2 = _read_text("/sys/fs/cgroup/cpu.max")  # "max 100000" or "200000 100000"
+    if v2 is not None:
+        quota, period = (v2.split() + ["", ""])[:2]
+    else:
+        quota = _read_text("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") or ""
+        period = _read_text("/sys/fs/cgroup/cpu/cpu.cfs_period_us") or ""
+    try:
+        value = float(quota) / float(period)
+    except ValueError:  # "max", or no such files
+        return None
+    return value if value > 0 else None  # v1 writes -1 for no limit
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def default_workers(n_items: int) -> int:

@@ -113,3 +113,26 @@ def test_cached_values_live_for_one_run_and_are_closed() -> None:
     run_tasks_again = list(run_tasks(open_once, [1], workers=1, progress=False))
     assert run_tasks_again[0].error is None and Handle.closed == 2
     assert not parallel._cache
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"/sys/fs/cgroup/cpu.max": "150000 100000"}, 1),  # docker --cpus 1.5
+        ({"/sys/fs/cgroup/cpu.max": "max 100000"}, 4),
+        (
+            {
+                "/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "200000",
+                "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000",
+            },
+            2,
+        ),
+        ({"/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1"}, 4),
+        ({}, 4),
+    ],
+)
+def test_default_workers_follow_a_container_cpu_limit(monkeypatch, files, cpus) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(parallel, "_read_text", files.get)
+    assert parallel.usable_cpus() == cpus
+    assert parallel.default_workers(100) == cpus and parallel.default_workers(1) == 1

@@ -63,6 +63,16 @@ def _context() -> Any:
     return ctx
 
 
+def warm_up() -> None:
+    """Start the forkserver and its imports in the background now, so that helpers needed
+    later (the next stage) start at once; a no-op where there is no forkserver."""
+    if "forkserver" in mp.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        _context()
+        threading.Thread(target=forkserver.ensure_running, daemon=True).start()
+
+
 def _pack(index: int, value: Any, error: BaseException | None) -> tuple[int, bytes]:
     try:
         return index, pickle.dumps((value, error))

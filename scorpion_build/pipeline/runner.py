@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from scorpion_build.local_pool import warm_up
 from scorpion_build.manifest import write_json_atomic
+from scorpion_build.parallel import usable_cpus
 from scorpion_build.pipeline.config import STAGES, PipelineConfig
 from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
 
@@ -131,6 +133,9 @@ def run_pipeline(
     state = build / ".state" / "stages"
     selected = select_stages(config, start, until)
     scheduler = scheduler or config.scheduler
+    parallel = (config.workers or usable_cpus()) > 1
+    if parallel and not scheduler and {"register", "extract"} & set(selected):
+        warm_up()  # helper processes' imports run beside the stages before them
     results: list[StageResult] = []
     with run_log(build) as log_path:
         echo(f"build {build}  (log: {log_path})")

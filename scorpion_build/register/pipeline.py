@@ -67,7 +67,8 @@ def register_scan(task: dict) -> dict:
     except Exception as exc:  # one bad scan must not stop the slide's other scans
         log.debug("registration failed", exc_info=True)
         row = failed_row(f"{mov_row['path']}: {exc.__class__.__name__}: {exc}")
-    # the reference view serves the slide's pairs: charge it to them evenly
+    # the reference view serves the slide's pairs: a process that computes it charges
+    # each pair a share
     row["seconds"] = row.get("seconds", 0.0) + ref_seconds / task["pairs"]
     return _with_keys(row, mov_row, ref_row, config)
 
@@ -123,9 +124,9 @@ def register_build(
                 )
                 done[(slide_id, row["scanner"])] = _with_keys(failed_row(msg), row, ref_row, config)
             else:
-                cached = None if force else _load_checkpoint(bdir, row, ref_row, config)
-                if cached is not None:
-                    done[(slide_id, row["scanner"])] = cached
+                checkpoint = None if force else _load_checkpoint(bdir, row, ref_row, config)
+                if checkpoint is not None:
+                    done[(slide_id, row["scanner"])] = checkpoint
                 else:
                     moving.append(row)
         # one task per pair, in slide order: a few slides still fill every worker, and

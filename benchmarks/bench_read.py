@@ -49,7 +49,6 @@ def measure(method: str, downsample: int) -> dict:
 
     from scorpion_build.slide import Slide
 
-
     path = _suite(downsample) / "synth_000" / "AT2.svs"
     slide = Slide(path)
     osr = openslide.OpenSlide(str(path))

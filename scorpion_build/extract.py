@@ -296,11 +296,14 @@ def extract_sample(
 
     ``item`` holds the slide's task (``slide_tasks``) and the sample (a regions row with its
     store ``index``). The slides and the store stay open in the process for its next
-    samples (:func:`scorpion_build.parallel.cached`); the finished sample is marked in
-    ``state_dir`` so an interrupted run resumes after it.
+    samples (:func:`scorpion_build.parallel.cached`). The finished sample is marked in
+    ``state_dir``: a marked sample returns its recorded rows, so a resumed run skips it.
     """
     cv2.setNumThreads(1)
     task, sample = item["task"], item["sample"]
+    marker = Path(state_dir) / f"{sample['sample_id']}.json"
+    if marker.is_file():  # finished by an earlier, interrupted run
+        return json.loads(marker.read_text())
     # Every patch chunk is written: skipping zarr's "all fill value?" test saves ~30 ms/patch
     arr = cached(
         ("store", zarr_path),
@@ -315,7 +318,7 @@ def extract_sample(
         if v["status"] != "failed"
     }
     rows = _extract_sample(sample, scans, slides, task["reference"], scanners, config, arr)
-    write_json_atomic(rows, Path(state_dir) / f"{sample['sample_id']}.json")
+    write_json_atomic(rows, marker)
     return rows
 
 
@@ -496,14 +499,9 @@ def extract_build(
     task_of = {t["slide_id"]: t for t in tasks}
     sample_state = state / "samples"
     sample_state.mkdir(parents=True, exist_ok=True)
-    rows, work = [], []
     # one task per sample, in slide order: a few slides still fill every worker
-    for sample in samples.to_dict("records"):
-        marker = sample_state / f"{sample['sample_id']}.json"
-        if marker.is_file():  # finished by an earlier, interrupted run
-            rows += json.loads(marker.read_text())
-        else:
-            work.append({"task": task_of[sample["slide_id"]], "sample": sample})
+    work = [{"task": task_of[s["slide_id"]], "sample": s} for s in samples.to_dict("records")]
+    rows = []
     for res in run_tasks(
         extract_sample,
         work,

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
+from scorpion_build import logs
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def run_tasks(
     if not items:
         return
     run = uuid.uuid4().hex
-    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="task")
+    bar = logs.progress(len(items), desc, "tasks", enabled=progress)
     if scheduler:
         results = _run_dask(scheduler, func, items, kwargs, run)
     else:

@@ -28,6 +28,8 @@ SIZE_PX = 32
 FAILED_PATCH = ("s2_r00", "P1000")
 WARN_PATCH = ("s1_r01", "P1000")
 WARN_MESSAGE = "patch does not match the reference patch (NCC 0.21 < 0.5)"
+# every region of s1 carries this: the report shows it once, with a count
+REGION_WARNING = "only 3 of 4 regions with >= 50% tissue common to all scans"
 SAMPLES = [("s1", 0), ("s1", 1), ("s1", 2), ("s2", 0), ("s2", 1)]
 
 
@@ -35,6 +37,12 @@ def tissue(seed: int) -> np.ndarray:
     """A textured RGB patch with values in [60, 190], so the offsets never clip."""
     rng = np.random.default_rng(seed)
     return rng.integers(60, 191, (SIZE_PX, SIZE_PX, 3), dtype=np.uint8)
+
+
+def picture(h: int, w: int) -> np.ndarray:
+    """A small non-blank BGR picture (a gradient) standing in for a figure."""
+    ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+    return np.broadcast_to(ramp, (h, w, 3)).astype(np.uint8)
 
 
 def make_build(root: Path, with_benchmark: bool = True) -> Path:
@@ -56,6 +64,7 @@ def make_build(root: Path, with_benchmark: bool = True) -> Path:
                     "height": 3000,
                     "mpp_x": 0.25,
                     "mpp_y": 0.25,
+                    "mpp_source": "override" if (slide, s) == ("s1", "GT450") else "metadata",
                     "status": "failed" if bad else "ok",
                     "message": "truncated file: re-copy s2/P1000.svs" if bad else "",
                 }
@@ -73,7 +82,7 @@ def make_build(root: Path, with_benchmark: bool = True) -> Path:
                 continue
             qc = f"qc/{slide}_{s}.png"
             (root / "qc").mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / qc), np.full((40, 60, 3), 128, np.uint8))
+            cv2.imwrite(str(root / qc), picture(40, 60))
             regs.append(
                 {
                     "slide_id": slide,
@@ -107,8 +116,8 @@ def make_build(root: Path, with_benchmark: bool = True) -> Path:
             "y_um": 50.0,
             "region_um": 8.0,
             "tissue_fraction": 0.9,
-            "status": "ok",
-            "message": "",
+            "status": "warn" if sl == "s1" else "ok",
+            "message": REGION_WARNING if sl == "s1" else "",
         }
         for sl, r in SAMPLES
     ]
@@ -162,7 +171,7 @@ def make_build(root: Path, with_benchmark: bool = True) -> Path:
         bench = root / "benchmark"
         bench.mkdir()
         pairs = [
-            {"a": a, "b": b, "dice": 0.9 - 0.01 * i}
+            {"a": a, "b": b, "dice": 0.9 - 0.01 * i, "ci": [0.85 - 0.01 * i, 0.95 - 0.01 * i]}
             for i, (a, b) in enumerate([("AT2", "GT450"), ("AT2", "P1000"), ("GT450", "P1000")])
         ]
         report = {
@@ -172,9 +181,16 @@ def make_build(root: Path, with_benchmark: bool = True) -> Path:
             "minimum": 0.88,
             "per_class": {"tumour": {"average": 0.91, "minimum": 0.87}},
             "n_samples": 5,
+            "average_ci": [0.86, 0.92],
+            "minimum_ci": [0.84, 0.91],
+            "failure_rate": 0.2,
+            "failure_rate_ci": [0.0, 0.6],
+            "failure_threshold": 0.7,
+            "confidence": 0.95,
+            "n_bootstrap": 1000,
         }
         (bench / "report.json").write_text(json.dumps(report))
-        cv2.imwrite(str(bench / "pairwise_heatmap.png"), np.full((50, 50, 3), 90, np.uint8))
+        cv2.imwrite(str(bench / "pairwise_heatmap.png"), picture(50, 50))
     return root
 
 
@@ -327,6 +343,8 @@ def test_analyze_caches_features_and_embedding(tmp_path, monkeypatch):
     monkeypatch.setattr(run_mod, "collect_stats", refuse)
     html = analyze_build(root, features="resnet50", input_px=32, device="cpu").read_text()
     assert "Loaded from the cache" in html
+    # an untrained network's distances mean nothing: one line says why they are left out
+    assert 'id="feature-distance-left-out"' in html and 'id="feature-distance"' not in html
     # other settings are other inputs: the cache must not answer for them
     with pytest.raises(AssertionError, match="recomputed"):
         analyze_build(root, features="resnet50", input_px=64, device="cpu")

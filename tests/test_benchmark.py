@@ -221,6 +221,8 @@ def test_outputs_and_labels(release: Path, predicted: dict[str, Path], tmp_path:
     assert {"dice", "ci_low", "ci_high", "n", "dice_cancer_area"} <= set(pairs.columns)
     markdown = (tmp_path / "report.md").read_text()
     assert "| Model | AT2-GT450 | AT2-P1000 | GT450-P1000 | Average | Minimum |" in markdown
+    interval_row = next(line for line in markdown.splitlines() if line.startswith("| 95% interval"))
+    assert interval_row.count("[") == 5  # one per pair, the average and the minimum
     assert "## Task Dice against ground truth" in markdown
     assert len(report["worst_samples"]) == 2
     assert report["worst_samples"][0]["pair"] in ("AT2-P1000", "GT450-P1000")

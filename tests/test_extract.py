@@ -121,6 +121,8 @@ def test_failed_registration_is_skipped_with_message(tmp_path, texture):
     assert b["message"].str.contains("registration failed: too few inliers").all()
     assert (patches[patches["scanner"] == "AT2"]["status"] == "ok").all()
     assert "registration failed" in result.output
+    # the slide map shows the reference's regions; the unregistered scan is named, not drawn
+    assert (build / "qc" / "slides" / "s1.png").is_file()
 
 
 def test_resume_skips_finished_samples_and_gives_identical_store(tmp_path, texture):

@@ -14,6 +14,7 @@ from helpers import kill_during_extract
 
 from scorpion_build.cli.main import main
 from scorpion_build.pipeline import load_config, run_pipeline
+from scorpion_build.report.check import check_pictures
 
 PIPELINE = """\
 build: {build}
@@ -73,7 +74,19 @@ def test_full_run_writes_every_output(first_run):
         "report/index.html",
     ):
         assert (build / rel).exists(), rel
-    assert len(list((build / "logs").glob("run-*.log"))) == 1
+    logs = list((build / "logs").glob("run-*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    # per-stage figures, and progress as plain lines (the test's output is not a terminal)
+    for stage in ("synth", "scan", "register", "extract", "export", "analyze"):
+        assert f"INFO    scorpion_build.file.pipeline: stage {stage} done: " in text, stage
+    # register runs one task per pair (GT450, Philips), extract one per sample
+    assert "s per item" in text and "register: 2/2 tasks (100%)" in text and "\r" not in text
+    assert (build / "qc" / "slides" / "synth_000.png").is_file()
+    # the report shows it, and every picture the report shows is there and not blank
+    report = build / "report" / "index.html"
+    assert 'src="../qc/slides/synth_000.png"' in report.read_text()
+    assert check_pictures(report) == []
     assert "summary" in result.output and "report" in result.output
     patches = pd.read_parquet(build / "manifests" / "patches.parquet")
     assert len(patches) == 2 * 3 and (patches["status"] != "failed").all()

@@ -239,7 +239,7 @@ def test_cli_prints_summary_and_exits_nonzero_on_failure(built) -> None:
     result = CliRunner().invoke(register_command, args)
     assert result.exit_code == 1, result.output
     assert "failed 2" in result.output
-    assert "s2 GT450" in result.output and "no tissue" in result.output
+    assert "s2 / GT450" in result.output and "no tissue" in result.output
 
 
 @needs_real

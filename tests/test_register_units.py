@@ -220,3 +220,21 @@ def test_cli_names_the_missing_stage_and_bad_settings(tmp_path) -> None:
     assert "slides.parquet" in result.output and "scorpion-build scan" in result.output
     result = CliRunner().invoke(command, [str(tmp_path), "--fine-mpp", "0"])
     assert result.exit_code != 0 and "must be positive" in result.output
+
+
+def test_qc_picture_of_a_small_scan_is_enlarged_with_its_whole_caption(tmp_path):
+    import cv2
+
+    caption = (
+        "s1 GT450->AT2 warn o=1 inl=412 ncc=0.71 res=3.2um: local misalignment 12.1 um after "
+        "refinement: inspect the QC overlay"
+    )
+    image = np.full((278, 250, 3), 200, np.uint8)
+    qc.write_overlay(tmp_path / "qc.png", image, caption)
+    written = cv2.imread(str(tmp_path / "qc.png"))
+    assert written.shape[1] == qc.MIN_QC_WIDTH_PX and written.shape[0] > 278 * 2
+    lines = qc.wrap_caption(caption, qc.MIN_QC_WIDTH_PX - 12, qc.CAPTION_SCALE)
+    assert len(lines) >= 2 and " ".join(lines) == caption  # wrapped, nothing cut
+    for line in lines:
+        (w, _), _ = cv2.getTextSize(line, qc.CAPTION_FONT, qc.CAPTION_SCALE, 1)
+        assert w <= qc.MIN_QC_WIDTH_PX - 12

@@ -7,13 +7,16 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_analysis import FAILED_PATCH, WARN_MESSAGE, WARN_PATCH, make_build
+from test_analysis import FAILED_PATCH, REGION_WARNING, WARN_MESSAGE, WARN_PATCH, make_build
 
 from scorpion_build.analysis import analyze_build
 from scorpion_build.cli.main import main
 from scorpion_build.manifest import BuildDir
+from scorpion_build.report.check import check_pictures
 from scorpion_build.report.summary import load_benchmark
 
 
@@ -89,6 +92,43 @@ def test_report_names_every_failed_slide_with_its_message(report):
     assert "warn" in row and "residual 1.5 um above 1 um" in row
 
 
+def test_identical_warnings_are_one_row_with_count_and_items(report):
+    page = parse(report)
+    rows = [r for t, r in page.rows if t == "problems" and REGION_WARNING in r]
+    assert len(rows) == 1
+    assert rows[0][3] == "3" and rows[0][4] == "s1 / 0, s1 / 1, s1 / 2"
+
+
+def test_scan_table_flags_an_override(report):
+    page = parse(report)
+    row = row_with(page, "scans-table", "s1", "GT450")
+    assert "override" in row and "mpp override" in row
+    assert "aperio" in row and "SVS (TIFF)" in row and "0.2500 / 0.2500" in row
+    assert "1.00 x 0.75" in row  # 4000 x 3000 px at 0.25 um/px, in mm
+    plain = row_with(page, "scans-table", "s1", "P1000")
+    assert "metadata" in plain and plain[-1] == ""
+    failed = row_with(page, "scans-table", "s2", "P1000")
+    assert failed[-1] == "failed: truncated file: re-copy s2/P1000.svs"
+    text = report.read_text()
+    assert '<tr class="flag">' in text and '<td class="override">override</td>' in text
+
+
+def test_every_picture_exists_and_is_not_blank(report, tmp_path):
+    assert check_pictures(report) == []
+    # and the check sees a blank and a missing picture (on a copy of the report folder)
+    copy = tmp_path / "build"
+    shutil.copytree(report.parent.parent, copy)
+    page = copy / "report" / "index.html"
+    cv2.imwrite(
+        str(copy / "report" / "figures" / "montage.png"), np.full((30, 30, 3), 255, np.uint8)
+    )
+    (copy / "report" / "figures" / "alignment.png").unlink()
+    assert sorted(check_pictures(page)) == [
+        "figures/alignment.png: missing",
+        "figures/montage.png: blank (a single colour)",
+    ]
+
+
 def test_report_names_every_flagged_patch(report):
     page = parse(report)
     warn = row_with(page, "flagged-patches", *WARN_PATCH)
@@ -131,6 +171,12 @@ def test_report_shows_the_benchmark_from_the_build(report):
     row = row_with(page, "benchmark-pairs", "Dice")
     assert row[1:4] == ["0.900", "0.890", "0.880"] and row[-2:] == ["0.890", "0.880"]
     assert "figures/benchmark/pairwise_heatmap.png" in page.images
+    # the bootstrap interval beside every figure that has one
+    row = row_with(page, "benchmark-pairs", "interval")
+    assert row[1] == "[0.850, 0.950]" and row[-2:] == ["[0.860, 0.920]", "[0.840, 0.910]"]
+    text = report.read_text()
+    assert "<b>0.890</b> [0.860, 0.920]" in text and "0.200 [0.000, 0.600]" in text
+    assert "95% bootstrap intervals" in text
     assert row_with(page, "benchmark-classes", "tumour", "0.910", "0.870")
 
 

@@ -13,6 +13,7 @@ import pytest
 from test_analysis import make_build
 
 from scorpion_build.analysis import analyze_build
+from scorpion_build.report.check import check_pictures
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -84,6 +85,7 @@ def test_every_image_loads_in_chromium(report, tmp_path):
     assert n_img == 12
     total, broken = image_check(report, tmp_path / "profile")
     assert total == n_img and broken == []
+    assert check_pictures(report) == []  # and none of them is blank
     # and the check does see a missing picture
     (report.parent / "figures" / "montage.png").unlink()
     total, broken = image_check(report, tmp_path / "profile")

@@ -109,6 +109,25 @@ def test_bad_table_is_a_usage_error(tmp_path):
     assert result.exit_code != 0 and "missing column" in result.output
 
 
+def test_show_prints_the_scan_table_with_the_override_flagged(tmp_path, cmu_svs):
+    csv = _table(tmp_path, [("s1", "AT2", str(cmu_svs), None), ("s1", "GT450", str(cmu_svs), 0.45)])
+    build = tmp_path / "build"
+    assert CliRunner().invoke(main, ["scan", str(csv), "-o", str(build)]).exit_code == 0
+    result = CliRunner().invoke(main, ["scan", "--show", str(build)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:5] == ["slide", "scanner", "vendor", "container", "reader"]
+    ref = next(line for line in lines if " AT2 *" in line)
+    assert "aperio" in ref and "SVS (TIFF)" in ref and "metadata" in ref and "<<" not in ref
+    other = next(line for line in lines if " GT450 " in line)
+    assert "0.4500 / 0.4500" in other and other.endswith("<< MPP OVERRIDE")
+    # --show only reads: with a slide table as well it refuses, and a bare folder is named
+    both = CliRunner().invoke(main, ["scan", str(csv), "--show", str(build)])
+    assert both.exit_code == 2 and "--show BUILD only prints" in both.output
+    empty = CliRunner().invoke(main, ["scan", "--show", str(tmp_path)])
+    assert empty.exit_code == 1 and "slides.parquet not found" in empty.output
+
+
 def _scan_pair(tmp_path: Path, ref_mpp: tuple, other_mpp: tuple) -> pd.DataFrame:
     """Scan a two-scanner slide whose files carry the given (x, y) resolutions (um/px)."""
     rng = np.random.default_rng(0)

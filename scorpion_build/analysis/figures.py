@@ -14,7 +14,9 @@ from matplotlib.figure import Figure
 
 from scorpion_build.analysis.data import PatchStore
 from scorpion_build.analysis.stats import CHANNELS
+from scorpion_build.palette import STATUS_RGB, mpl
 
+FLAGGED = mpl(STATUS_RGB["warn"])  # flagged patches, in the report's status colour
 MASS_LEVELS = (0.9, 0.5)  # contours enclose these fractions of each scanner's patches
 _GRID = 80
 
@@ -171,7 +173,7 @@ def plot_montage(store: PatchStore, samples: Sequence[int], path: Path, tile_px:
 def plot_similarity(
     patches: pd.DataFrame, scanners: Sequence[str], reference: str, path: Path
 ) -> Path:
-    """Alignment score (NCC to the reference patch) per scanner; flagged patches in red."""
+    """Alignment score (NCC to the reference patch) per scanner; flagged patches in orange."""
     fig = Figure(figsize=(1.4 * len(scanners) + 2.5, 3.8), dpi=90)
     ax = fig.add_subplot()
     rng = np.random.default_rng(0)  # horizontal jitter only, fixed for reproducible pictures
@@ -182,18 +184,18 @@ def plot_similarity(
         flagged = rows["status"] != "ok"
         x = s + rng.uniform(-0.18, 0.18, len(rows))
         ax.scatter(x[~flagged], rows["similarity"][~flagged], s=10, color="0.35", alpha=0.6)
-        ax.scatter(x[flagged], rows["similarity"][flagged], s=22, color="crimson", label=None)
+        ax.scatter(x[flagged], rows["similarity"][flagged], s=22, color=FLAGGED, label=None)
         ax.hlines(rows["similarity"].median(), s - 0.3, s + 0.3, color="k", lw=1.5)
     ax.set_xticks(range(len(scanners)), scanners)
     ax.set_xlim(-0.6, len(scanners) - 0.4)
     ax.set_ylabel("NCC to reference patch")
-    ax.set_title("Patch alignment (red: flagged; bar: median)")
+    ax.set_title("Patch alignment (orange: flagged; bar: median)")
     fig.tight_layout()
     fig.savefig(path)
     return path
 
 
-def write_pair_image(store: PatchStore, n: int, s: int, path: Path, tile_px: int = 160) -> Path:
+def write_pair_image(store: PatchStore, n: int, s: int, path: Path, tile_px: int = 224) -> Path:
     """Reference patch beside one scanner's patch of the same sample, as a PNG."""
     gap = np.full((tile_px, 6, 3), 255, np.uint8)
     tiles = []

@@ -7,6 +7,7 @@ report instead); expensive arrays (channel statistics, features, UMAP) are cache
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 import scorpion_build
+from scorpion_build import palette
 from scorpion_build.analysis import cache
 from scorpion_build.analysis import features as feat
 from scorpion_build.analysis.data import PatchStore, PatchStoreError, open_patches
@@ -36,7 +38,10 @@ from scorpion_build.analysis.stats import (
 )
 from scorpion_build.manifest import BuildDir
 from scorpion_build.report import summary
+from scorpion_build.report.check import check_pictures
 from scorpion_build.report.html import render_report
+from scorpion_build.report.scans import scan_rows
+from scorpion_build.report.slidemaps import write_slide_maps
 
 MONTAGE_SAMPLES = 4
 MAX_FLAGGED_IMAGES = 60  # every flagged patch is listed; only this many get a picture
@@ -65,7 +70,8 @@ def analyze_build(
     Parameters
     ----------
     build : path
-        Build directory (DESIGN.md 3.3). Any manifest, and the patch store, may be missing.
+        Build directory (docs/contracts.md section 3). Any manifest, and the patch store,
+        may be missing.
     features : {"resnet50", "none"}
         Feature-level analysis with a torchvision ResNet50, or skip it.
     weights : path, optional
@@ -81,7 +87,7 @@ def analyze_build(
     force : bool
         Recompute cached statistics, features and embeddings.
     log : callable, optional
-        Receives one-line progress messages.
+        Receives one-line progress messages (default: this module's logger, INFO).
 
     Returns
     -------
@@ -90,7 +96,7 @@ def analyze_build(
     """
     if features not in feat.FEATURE_CHOICES:
         raise ValueError(f"features must be one of {feat.FEATURE_CHOICES}, got {features!r}")
-    say = log or (lambda _msg: None)
+    say = log or logging.getLogger(__name__).info
     bd = BuildDir.at(build)
     if not bd.root.is_dir():
         raise FileNotFoundError(f"{bd.root} is not a build directory; run `scorpion-build scan`")
@@ -119,6 +125,12 @@ def analyze_build(
             for p in summary.problems(tables[n], n)
         ],
         "matrix": summary.slide_matrix(tables),
+        "scans": scan_rows(tables["slides"]),
+        "palette": {
+            "status": {k: palette.hex_colour(v) for k, v in palette.STATUS_RGB.items()},
+            "outline": palette.hex_colour(palette.TISSUE_OUTLINE_RGB),
+        },
+        "slide_maps": _slide_maps(bd, tables, say),
         "registrations": summary.registration_rows(tables["registrations"], bd),
         "store_error": None,
         "alignment": None,
@@ -144,7 +156,21 @@ def analyze_build(
     if features == "none":
         context["features"] = {"skipped": True}
     context["benchmark"] = summary.load_benchmark(bench, figures / "benchmark")
-    return render_report(context, bd.report / "index.html")
+    page = render_report(context, bd.report / "index.html")
+    for problem in check_pictures(page):
+        logging.getLogger(__name__).warning("report picture %s", problem)
+    return page
+
+
+def _slide_maps(bd: BuildDir, tables: dict, say: Log) -> list[dict[str, Any]]:
+    """The slide maps in ``BUILD/qc/slides/``, with paths relative to the report."""
+    if tables["regions"] is not None:
+        say(f"slide maps of {tables['regions']['slide_id'].nunique()} slides")
+    maps = write_slide_maps(bd.root, tables)
+    for entry in maps:
+        path = entry.pop("path")
+        entry["src"] = summary.report_src(path, bd) if path else None
+    return maps
 
 
 def _rel(path: Path, report: Path) -> str:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import zarr
 from torch import nn
-from tqdm.auto import tqdm
 
+from scorpion_build import logs
 from scorpion_build.bench.sources import PatchSource
 from scorpion_build.models import normalize, padded_logits
 
@@ -71,7 +71,7 @@ def predict_source(
     def load(batch: list[tuple[int, int]]) -> np.ndarray:
         return np.stack([source.read(n, s) for n, s in batch])
 
-    bar = tqdm(total=len(items), unit="patch", desc="inference", disable=not progress)
+    bar = logs.progress(len(items), "inference", "patches", enabled=progress)
     batches = list(_batches(items, batch_size))
     with ThreadPoolExecutor(max_workers=1) as reader:
         pending = reader.submit(load, batches[0]) if batches else None

@@ -21,24 +21,13 @@ from matplotlib.patches import Patch
 from scorpion_build.bench.predictions import MISSING, Predictions
 from scorpion_build.bench.sources import PatchSource
 from scorpion_build.metrics import ConsistencySummary
+from scorpion_build.palette import CLASS_RGB
 
 OVERLAY_ALPHA = 0.45
 MONTAGE_GAP_PX = 6
-# class 0 (background) stays uncoloured so the tissue under it remains visible
-CLASS_COLOURS = np.array(
-    [
-        (0, 0, 0),
-        (228, 26, 28),
-        (55, 126, 184),
-        (77, 175, 74),
-        (152, 78, 163),
-        (255, 127, 0),
-        (255, 255, 51),
-        (166, 86, 40),
-        (247, 129, 191),
-    ],
-    np.uint8,
-)
+# class 0 (background) stays uncoloured so the tissue under it remains visible; the others
+# are colour-blind-safe colours that stand out on H&E (see scorpion_build.palette)
+CLASS_COLOURS = CLASS_RGB
 
 
 def write_outputs(
@@ -79,8 +68,9 @@ def write_json(data: dict[str, Any], path: Path) -> Path:
 def pairs_table(summary: ConsistencySummary) -> pd.DataFrame:
     """One row per scanner pair: dice, its interval, sample count, per-class Dice."""
     rows = []
+    intervals = pair_intervals(summary)
     for p, (i, j) in enumerate(summary.pairs):
-        low, high = summary.ci.get(f"pair:{summary.pair_name(p)}", (np.nan, np.nan))
+        low, high = intervals[(i, j)]
         row = {
             "a": summary.scanners[i],
             "b": summary.scanners[j],
@@ -123,6 +113,12 @@ def markdown_report(report: dict[str, Any], model_name: str) -> str:
         fmt_number(report["average"]),
         fmt_number(report["minimum"]),
     ]
+    interval_row = [
+        f"{int(report['confidence'] * 100)}% interval",
+        *[fmt_interval(p["ci"]) for p in pairs],
+        fmt_interval(report["average_ci"]),
+        fmt_interval(report["minimum_ci"]),
+    ]
     lines = [
         f"# Cross-scanner consistency: {model_name}",
         "",
@@ -130,7 +126,7 @@ def markdown_report(report: dict[str, Any], model_name: str) -> str:
         f"{len(report['classes'])} classes then over samples ({report['n_samples']} samples, "
         f"{len(report['scanners'])} scanners).",
         "",
-        _table(head, [row]),
+        _table(head, [row, interval_row]),
         "",
         f"{int(report['confidence'] * 100)}% bootstrap intervals "
         f"({report['n_bootstrap']} resamples): average {fmt_interval(report['average_ci'])}, "
@@ -196,22 +192,35 @@ def pair_matrix(summary: ConsistencySummary) -> np.ndarray:
     return matrix
 
 
+def pair_intervals(summary: ConsistencySummary) -> dict[tuple[int, int], tuple[float, float]]:
+    """Bootstrap interval of each scanner pair's Dice, keyed by the pair's scanner indices."""
+    return {
+        (i, j): summary.ci.get(f"pair:{summary.pair_name(p)}", (np.nan, np.nan))
+        for p, (i, j) in enumerate(summary.pairs)
+    }
+
+
 def plot_heatmap(summary: ConsistencySummary, path: Path) -> Path:
-    """Scanner-by-scanner Dice heatmap with the values written in the cells."""
+    """Scanner-by-scanner Dice heatmap with the values and their bootstrap intervals written
+    in the cells."""
     matrix = pair_matrix(summary)
     n = len(summary.scanners)
-    fig = Figure(figsize=(1.2 * n + 2.0, 1.1 * n + 1.2), dpi=120)
+    fig = Figure(figsize=(1.5 * n + 2.0, 1.2 * n + 1.4), dpi=120)
     ax = fig.add_subplot()
     finite = matrix[np.isfinite(matrix)]
     low = min(float(finite.min()), 0.9) if finite.size else 0.0
     image = ax.imshow(matrix, cmap="viridis", vmin=low, vmax=1.0)
+    intervals = pair_intervals(summary)
     for i in range(n):
         for j in range(n):
             text = fmt_number(matrix[i, j]) if i != j else ""
+            ci = intervals.get((min(i, j), max(i, j)))
+            if text != "-" and ci is not None and np.isfinite(ci).all():
+                text += f"\n[{ci[0]:.2f}, {ci[1]:.2f}]"  # the interval beside every value
             colour = (
                 "white" if np.isfinite(matrix[i, j]) and matrix[i, j] < (low + 1) / 2 else "black"
             )
-            ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour)
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
     ax.set_xticks(range(n), summary.scanners, rotation=45, ha="right")
     ax.set_yticks(range(n), summary.scanners)
     ax.set_title(
@@ -224,11 +233,14 @@ def plot_heatmap(summary: ConsistencySummary, path: Path) -> Path:
 
 
 def overlay(image: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Blend class colours onto an RGB patch; class 0 and MISSING pixels stay as they are."""
+    """Blend class colours onto an RGB patch and draw each class's boundary in full colour
+    (so a class reads on any stain); class 0 and MISSING pixels stay as they are."""
     colours = CLASS_COLOURS[np.minimum(label, len(CLASS_COLOURS) - 1)]
     mask = ((label > 0) & (label != MISSING))[..., None]
     blended = image * (1 - OVERLAY_ALPHA) + colours * OVERLAY_ALPHA
-    return np.where(mask, blended, image).astype(np.uint8)
+    out = np.where(mask, blended, image)
+    edge = cv2.morphologyEx(label.astype(np.uint16), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    return np.where((edge > 0)[..., None] & mask, colours, out).astype(np.uint8)
 
 
 def plot_montage(

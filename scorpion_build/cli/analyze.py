@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import device_option, force_option
+from scorpion_build.cli.common import device_option, force_option, log_options
 
 
 @click.command("analyze")
@@ -34,6 +34,7 @@ from scorpion_build.cli.common import device_option, force_option
 )
 @device_option
 @force_option
+@log_options("build")
 def command(
     build: Path,
     features: str,
@@ -58,7 +59,6 @@ def command(
             benchmark_dir=benchmark_dir,
             device=device,
             force=force,
-            log=lambda msg: click.echo(msg, err=True),
         )
     except (WeightsError, PatchStoreError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import device_option, seed_option
+from scorpion_build import logs
+from scorpion_build.cli.common import device_option, log_options, seed_option
 from scorpion_build.metrics import DEFAULT_THRESHOLD
 
 
@@ -82,7 +83,7 @@ def _classes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
     help="Samples in the worst-samples montage.",
 )
 @click.option("--force", is_flag=True, help="Re-run inference even if predictions.zarr is done.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@log_options("out_dir")
 def command(
     data: Path,
     model: Path | None,
@@ -98,7 +99,6 @@ def command(
     seed: int,
     n_worst: int,
     force: bool,
-    quiet: bool,
 ) -> None:
     """Measure a model's consistency across scanners on a scanner-paired dataset.
 
@@ -129,7 +129,7 @@ def command(
             seed=seed,
             n_worst=n_worst,
             force=force,
-            progress=not quiet,
+            progress=logs.show_progress(),
         )
     except (DataError, CheckpointError) as exc:
         raise click.ClickException(str(exc)) from exc

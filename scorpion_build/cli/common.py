@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import sys
 from collections.abc import Callable
 
 import click
 import pandas as pd
+
+from scorpion_build import logs
+from scorpion_build.report.summary import group_messages
+
+log = logging.getLogger("scorpion_build.cli")
+# items named per group in the terminal summary; the log file names every one
+SHOWN_ITEMS = 6
 
 reference_option = click.option(
     "--reference", default="AT2", show_default=True, help="Reference scanner name."
@@ -39,16 +48,68 @@ def parallel_options(func: Callable) -> Callable:
     return workers_option(scheduler_option(func))
 
 
+def log_options(folder: str | None = None) -> Callable[[Callable], Callable]:
+    """``-v/--verbose`` and ``-q/--quiet``, and a log of this run in ``FOLDER/logs/``.
+
+    Parameters
+    ----------
+    folder : name of the command's parameter holding the build (or output) folder; None
+        when the command learns it later (it then calls :func:`scorpion_build.logs.use_folder`)
+        or writes no folder.
+    """
+
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args: object, verbose: int, quiet: bool, **kwargs: object) -> object:
+            if verbose and quiet:
+                raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+            name = click.get_current_context().info_name or func.__name__
+            where = kwargs.get(folder) if folder else None
+            level = logs.QUIET if quiet else min(verbose, logs.DEBUG)
+            given = ", ".join(f"{k}={v}" for k, v in kwargs.items() if v not in (None, ()))
+            with logs.session(name, where, level, details=given):
+                return func(*args, **kwargs)
+
+        wrapper = click.option(
+            "-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress."
+        )(wrapper)
+        return click.option(
+            "-v", "--verbose", count=True, help="More detail on the terminal (-vv: all)."
+        )(wrapper)
+
+    return decorate
+
+
 def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> None:
-    """Print ok/warn/failed counts and the failed rows; exit non-zero when anything failed."""
+    """Print ok/warn/failed counts and the problems grouped by message (every item goes to
+    the log file); exit non-zero when anything failed."""
     counts = table["status"].value_counts().to_dict() if len(table) else {}
-    click.echo(
-        f"{what}: {len(table)} rows - ok {counts.get('ok', 0)}, warn {counts.get('warn', 0)}, "
-        f"failed {counts.get('failed', 0)}"
+    log.info(
+        "%s: %d rows - ok %d, warn %d, failed %d",
+        what,
+        len(table),
+        counts.get("ok", 0),
+        counts.get("warn", 0),
+        counts.get("failed", 0),
     )
-    bad = table[table["status"] != "ok"] if len(table) else table
-    for _, row in bad.iterrows():
-        key = " ".join(str(row[c]) for c in key_cols)
-        click.echo(f"  {row['status'].upper():6s} {key}: {row['message']}")
+    logs.log_items(table, what, key_cols)
+    for group in group_messages(table, key_cols) if len(table) else []:
+        log.log(
+            logging.ERROR if group["status"] == "failed" else logging.WARNING,
+            "%s",
+            group_line(group),
+        )
     if counts.get("failed", 0):
         sys.exit(1)
+
+
+def group_line(group: dict) -> str:
+    """One terminal line for a group from ``group_messages``: ``item: message`` for one
+    item, ``message (9 items: a, b, ... and 3 more, all in the log)`` for several."""
+    items, message = group["items"], group["message"] or group["status"]
+    if len(items) == 1:
+        return f"{items[0]}: {message}"
+    named = ", ".join(items[:SHOWN_ITEMS])
+    if len(items) > SHOWN_ITEMS:
+        named += f" and {len(items) - SHOWN_ITEMS} more, all in the log"
+    return f"{message} ({len(items)} items: {named})"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from scorpion_build.cli.common import log_options
 from scorpion_build.export import export_release
 
 
@@ -16,6 +17,7 @@ from scorpion_build.export import export_release
     "--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True
 )
 @click.option("--quality", default=95, show_default=True, help="JPEG quality.")
+@log_options("build")
 def command(build: Path, out_dir: Path, fmt: str, quality: int) -> None:
     """Write BUILD's patches in the SCORPION release layout under OUT_DIR, with index.csv."""
     try:

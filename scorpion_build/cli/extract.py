@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import force_option, parallel_options, summarize_and_exit
+from scorpion_build.cli.common import (
+    force_option,
+    log,
+    log_options,
+    parallel_options,
+    summarize_and_exit,
+)
 from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_build
 
 
@@ -38,6 +44,7 @@ from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_b
 )
 @parallel_options
 @force_option
+@log_options("build")
 def command(
     build: Path,
     regions: int,
@@ -75,9 +82,24 @@ def command(
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     n = patches["index"].nunique() if len(patches) else 0
-    click.echo(
-        f"{n} samples x {patches['scanner'].nunique() if n else 0} scanners at "
-        f"{config.mpp:.5g} um/px -> {build / 'patches.zarr'}"
+    log.info(
+        "%d samples x %d scanners at %.5g um/px -> %s",
+        n,
+        patches["scanner"].nunique() if n else 0,
+        config.mpp,
+        build / "patches.zarr",
     )
+    _slide_maps(build)
     summarize_and_exit(regions_df, "regions", ["slide_id", "region_index"])
     summarize_and_exit(patches, "patches", ["sample_id", "scanner"])
+
+
+def _slide_maps(build: Path) -> None:
+    """Where the regions landed on every scan, in BUILD/qc/slides/ (also in the report)."""
+    from scorpion_build.manifest import BuildDir
+    from scorpion_build.report.slidemaps import write_slide_maps
+    from scorpion_build.report.summary import load_manifests
+
+    maps = write_slide_maps(build, load_manifests(BuildDir.at(build)))
+    drawn = sum(m["path"] is not None for m in maps)
+    log.info("%d slide maps -> %s", drawn, BuildDir.at(build).qc / "slides")

@@ -8,6 +8,8 @@ import click
 
 from scorpion_build.cli.common import (
     force_option,
+    log,
+    log_options,
     parallel_options,
     summarize_and_exit,
 )
@@ -51,6 +53,7 @@ from scorpion_build.register import METHODS, RegisterConfig, register_build
 )
 @parallel_options
 @force_option
+@log_options("build")
 def command(
     build: Path,
     reference: str | None,
@@ -82,5 +85,5 @@ def command(
         )
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"registrations -> {build / 'manifests' / 'registrations.parquet'}")
+    log.info("registrations -> %s", build / "manifests" / "registrations.parquet")
     summarize_and_exit(table, "register", ["slide_id", "scanner"])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import force_option, scheduler_option
+from scorpion_build import logs
+from scorpion_build.cli.common import force_option, log_options, scheduler_option
 from scorpion_build.pipeline import ConfigError, load_config, run_pipeline
 from scorpion_build.pipeline.config import STAGES
 
@@ -18,6 +19,7 @@ from scorpion_build.pipeline.config import STAGES
 @click.option("--until", type=click.Choice(STAGES), help="Last stage to run.")
 @scheduler_option
 @force_option
+@log_options()
 def command(
     pipeline: Path, start: str | None, until: str | None, scheduler: str | None, force: bool
 ) -> None:
@@ -26,12 +28,16 @@ def command(
         config = load_config(pipeline)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    logs.use_folder(config.build_dir)
+    echo = click.echo if logs.show_progress() else (lambda _line: None)
     results = run_pipeline(
-        config, start=start, until=until, scheduler=scheduler, force=force, echo=click.echo
+        config, start=start, until=until, scheduler=scheduler, force=force, echo=echo
     )
     build = config.build_dir
-    click.echo(f"\nresults in {build}:")
+    log_path = logs.use_folder(build)
+    echo(f"\nresults in {build}:")
     for label, rel in (
+        ("log", log_path.relative_to(build) if log_path else None),
         ("manifests", "manifests"),
         ("patches", "patches.zarr"),
         ("release", config.export.dir if config.export else None),
@@ -39,7 +45,10 @@ def command(
         ("report", "report/index.html"),
     ):
         if rel and (build / rel).exists():
-            click.echo(f"  {label:12s} {build / rel}")
+            echo(f"  {label:12s} {build / rel}")
     if any(r.failed for r in results):
-        click.echo("some items failed: see the summary above and the log", err=True)
+        click.echo(
+            f"some items failed: see the summary above and the log {log_path}",
+            err=True,
+        )
         sys.exit(1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import reference_option, seed_option
+from scorpion_build.cli.common import log, log_options, reference_option, seed_option
 
 
 def _scanner_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -72,6 +72,7 @@ def _mpp_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str,
 @click.option("--paired-samples", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--patch-px", type=click.IntRange(min=32), default=256, show_default=True)
 @click.option("--patch-mpp", type=float, default=0.78125, show_default=True)
+@log_options("out_dir")
 def command(
     out_dir: Path, n_slides: int, scanners: tuple[str, ...], reference: str, **opts
 ) -> None:
@@ -103,7 +104,7 @@ def command(
             patch_px=opts["patch_px"],
             patch_mpp=opts["patch_mpp"],
         )
-        table = synthesize(out_dir, config, progress=lambda msg: click.echo(f"  {msg}"))
+        table = synthesize(out_dir, config, progress=lambda msg: log.info("  %s", msg))
     except (SynthConfigError, TextureError) as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from scorpion_build.cli.common import device_option
+from scorpion_build import logs
+from scorpion_build.cli.common import device_option, log_options
 
 # CLI option -> TrainConfig key (or section.key); None means "not given", the config's value wins
 _OPTION_KEYS = {
@@ -93,9 +94,9 @@ _OPTION_KEYS = {
 )
 @click.option("--fda-beta", type=float, help="FDA low-frequency band size.  [default: 0.05]")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out exactly.")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@log_options()
 @click.pass_context
-def command(ctx: click.Context, config_file: str | None, resume: bool, quiet: bool, **options):
+def command(ctx: click.Context, config_file: str | None, resume: bool, **options):
     """Train a segmentation model with SimCons (SCORPION paper).
 
     Loss: supervised Dice(F(x), y) + lambda * consistency Dice(F(x), F(SA(x))). Writes
@@ -120,7 +121,8 @@ def command(ctx: click.Context, config_file: str | None, resume: bool, quiet: bo
             else:
                 raw[key] = given
         config = TrainConfig.from_dict(raw, source=config_file or "options")
-        result = train(config, resume=resume, progress=not quiet)
+        logs.use_folder(config.out)  # written once the run folder exists
+        result = train(config, resume=resume, progress=logs.show_progress())
     except (ConfigError, DataError, RunError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

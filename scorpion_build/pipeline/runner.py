@@ -9,26 +9,24 @@ nothing that finished.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from scorpion_build import logs
 from scorpion_build.local_pool import warm_up
 from scorpion_build.manifest import write_json_atomic
 from scorpion_build.parallel import usable_cpus
 from scorpion_build.pipeline.config import STAGES, PipelineConfig
 from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
 
-log = logging.getLogger("scorpion_build.pipeline")
+# stage lines go to the log file; the terminal gets the echo lines
+log = logging.getLogger(f"{logs.FILE_ONLY}.pipeline")
 
 
 @dataclass
@@ -80,32 +78,19 @@ def _files_signature(source: Path, ignore: tuple[str, ...] = ()) -> str:
     return "\n".join(parts)
 
 
+def _item_keys(result: pd.DataFrame) -> list[str]:
+    """Columns naming an item of a stage's table in the per-item log lines."""
+    columns = getattr(result, "columns", [])
+    if "sample_id" in columns:
+        return ["sample_id", "scanner"]
+    return [c for c in ("slide_id", "region_index", "scanner") if c in columns]
+
+
 def _counts(result: pd.DataFrame) -> dict[str, int]:
     if result is None or "status" not in getattr(result, "columns", []):
         return {}
     counts = result["status"].value_counts().to_dict()
     return {k: int(counts.get(k, 0)) for k in ("ok", "warn", "failed")}
-
-
-@contextlib.contextmanager
-def run_log(build: Path) -> Iterator[Path]:
-    """One log file per run in BUILD/logs/, capturing the library's INFO messages."""
-    logs = build / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"run-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("scorpion_build")
-    root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.INFO)
-    logging.captureWarnings(True)
-    try:
-        yield path
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        handler.close()
 
 
 def select_stages(config: PipelineConfig, start: str | None, until: str | None) -> list[str]:
@@ -137,8 +122,9 @@ def run_pipeline(
     if parallel and not scheduler and {"register", "extract"} & set(selected):
         warm_up()  # helper processes' imports run beside the stages before them
     results: list[StageResult] = []
-    with run_log(build) as log_path:
-        echo(f"build {build}  (log: {log_path})")
+    run_log = logs.session("run", build, console=False)
+    with run_log as log_file:
+        echo(f"build {build}  (log: {log_file.path})")
         previous = ""
         for stage in config.stages():
             fp = fingerprint(config, stage, previous)
@@ -173,6 +159,7 @@ def run_pipeline(
                 echo(results[-1].line())
                 break
             res = StageResult(stage, False, time.perf_counter() - t0, _counts(out))
+            logs.log_items(out, stage, _item_keys(out))
             results.append(res)
             write_json_atomic(
                 {
@@ -183,7 +170,13 @@ def run_pipeline(
                 },
                 record_file,
             )
-            log.info("stage %s done: %s", stage, res.line())
+            items = sum(res.counts.values())
+            log.info(
+                "stage %s done: %s; %.2f s per item",
+                stage,
+                res.line().split(None, 1)[1].strip(),
+                res.seconds / max(items, 1),
+            )
         echo("\nsummary")
         for res in results:
             echo("  " + res.line())

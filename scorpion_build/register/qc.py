@@ -25,6 +25,9 @@ OVERLAP_WARN = 0.8  # share of the reference tissue the moving scan also shows
 OVERLAP_FAIL = 0.1  # below this the similarity rests on too little tissue to trust
 RESIDUAL_WARN_UM = 10.0
 MIN_TISSUE_MM2 = 0.02
+MIN_QC_WIDTH_PX = 640  # small scans' overlays are enlarged to this so the report can show them
+CAPTION_FONT = cv2.FONT_HERSHEY_SIMPLEX
+CAPTION_SCALE = 0.55  # at MIN_QC_WIDTH_PX; wider pictures get a proportionally larger font
 
 
 @dataclass
@@ -101,11 +104,39 @@ def side_by_side(ref: View, mov: View, max_side_px: int = 1000) -> np.ndarray:
 
 
 def write_overlay(path: Path, img: np.ndarray, caption: str) -> None:
-    bar = np.full((28, img.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, caption, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    """Write ``img`` (BGR) under its caption, enlarged to :data:`MIN_QC_WIDTH_PX` when the
+    scan is small, the caption wrapped so none of it is cut and sized with the picture so
+    it stays readable wherever the picture is shown at the report's width."""
+    if img.shape[1] < MIN_QC_WIDTH_PX:
+        scale = MIN_QC_WIDTH_PX / img.shape[1]
+        size = (MIN_QC_WIDTH_PX, round(img.shape[0] * scale))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_NEAREST)  # pixels stay pixels
+    font_scale = CAPTION_SCALE * img.shape[1] / MIN_QC_WIDTH_PX
+    thickness = max(1, round(font_scale))
+    step = round(40 * font_scale)
+    lines = wrap_caption(caption, img.shape[1] - 12, font_scale, thickness)
+    bar = np.full((step // 2 + step * len(lines), img.shape[1], 3), 255, np.uint8)
+    for k, line in enumerate(lines):
+        origin = (6, step * (k + 1) - step // 4)
+        cv2.putText(bar, line, origin, CAPTION_FONT, font_scale, (0, 0, 0), thickness, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), np.vstack([bar, img])):
         raise OSError(f"{path}: cannot write the QC picture; check the build directory")
+
+
+def wrap_caption(
+    caption: str, width_px: int, font_scale: float = 0.55, thickness: int = 1
+) -> list[str]:
+    """Split ``caption`` into lines no wider than ``width_px`` in the caption font."""
+    lines: list[str] = []
+    for word in caption.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        (w, _), _ = cv2.getTextSize(candidate, CAPTION_FONT, font_scale, thickness)
+        if lines and w <= width_px:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def judge(row: dict, mpp_x: float | None = None) -> tuple[str, str]:

@@ -34,6 +34,13 @@ def signed(value: Any, digits: int = 2) -> str:
     return text
 
 
+def interval(values: Any, digits: int = 3) -> str:
+    """``[low, high]`` of a bootstrap interval; '-' when there is none."""
+    if not values:
+        return "-"
+    return f"[{fmt(values[0], digits)}, {fmt(values[1], digits)}]"
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -44,6 +51,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["fmt"] = fmt
     env.filters["signed"] = signed
+    env.filters["interval"] = interval
     return env
 
 

@@ -52,20 +52,34 @@ def stage_counts(tables: dict[str, pd.DataFrame | None]) -> list[dict[str, Any]]
 
 
 def problems(table: pd.DataFrame | None, stage: str) -> list[dict[str, Any]]:
-    """Rows whose status is not ok: stage, key, status, message; failed first."""
+    """Rows whose status is not ok, grouped by identical (status, message): one entry per
+    group with the stage, status, message, ``count`` and ``items`` (the rows' keys, in
+    order); failed first, then the largest groups."""
     if table is None or table.empty:
         return []
-    bad = table[table["status"] != "ok"]
+    return [{"stage": stage, **g} for g in group_messages(table, KEYS[stage])]
+
+
+def group_messages(table: pd.DataFrame, keys: list[str]) -> list[dict[str, Any]]:
+    """Group the rows whose status is not ok by identical (status, message).
+
+    Nine regions with the same warning are one line saying so, not nine rows.
+
+    Returns
+    -------
+    list of dict
+        ``status``, ``message``, ``count`` and ``items`` (each row's ``keys`` joined by
+        " / "), failed groups first, then by size, then by message.
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in table[table["status"] != "ok"].to_dict("records"):
+        item = " / ".join(str(row[c]) for c in keys if c in row)
+        groups.setdefault((row["status"], text(row.get("message"))), []).append(item)
     rows = [
-        {
-            "stage": stage,
-            "key": " / ".join(str(row[c]) for c in KEYS[stage]),
-            "status": row["status"],
-            "message": text(row["message"]),
-        }
-        for _, row in bad.iterrows()
+        {"status": status, "message": message, "count": len(items), "items": items}
+        for (status, message), items in groups.items()
     ]
-    return sorted(rows, key=lambda r: -_SEVERITY.get(r["status"], 0))
+    return sorted(rows, key=lambda r: (-_SEVERITY.get(r["status"], 0), -r["count"], r["message"]))
 
 
 def overview(tables: dict[str, pd.DataFrame | None]) -> dict[str, Any]:
@@ -129,9 +143,14 @@ def registration_rows(regs: pd.DataFrame | None, build: BuildDir) -> list[dict[s
         qc = r.get("qc_image")
         row["qc_src"] = None
         if isinstance(qc, str) and qc and (build.root / qc).is_file():
-            row["qc_src"] = Path(os.path.relpath(build.root / qc, build.report)).as_posix()
+            row["qc_src"] = report_src(build.root / qc, build)
         rows.append(row)
     return rows
+
+
+def report_src(path: Path, build: BuildDir) -> str:
+    """``path`` relative to ``BUILD/report``, as an ``<img src>`` of the report."""
+    return Path(os.path.relpath(path, build.report)).as_posix()
 
 
 def text(value: Any) -> str:
@@ -217,12 +236,30 @@ def load_benchmark(directory: Path | None, copy_to: Path) -> dict[str, Any] | No
     return {
         "source": str(directory),
         "scanners": data.get("scanners", []),
-        "pairwise": data.get("pairwise", []),
+        "pairwise": [
+            {**p, "ci": _interval(p.get("ci"))}
+            for p in data.get("pairwise", [])
+            if isinstance(p, dict)
+        ],
         "average": data.get("average"),
         "minimum": data.get("minimum"),
         "n_samples": data.get("n_samples"),
         "model": data.get("model") or data.get("model_name"),
         "per_class": classes,
         "images": images,
-        "extra": {k: data[k] for k in ("failure_rate", "average_ci", "minimum_ci") if k in data},
+        # bootstrap intervals (docs/contracts.md section 5): shown beside every figure
+        "average_ci": _interval(data.get("average_ci")),
+        "minimum_ci": _interval(data.get("minimum_ci")),
+        "failure_rate": data.get("failure_rate"),
+        "failure_rate_ci": _interval(data.get("failure_rate_ci")),
+        "failure_threshold": data.get("failure_threshold"),
+        "confidence": data.get("confidence"),
+        "n_bootstrap": data.get("n_bootstrap"),
     }
+
+
+def _interval(value: Any) -> list[float | None] | None:
+    """A ``[low, high]`` interval from report.json, or None when absent or malformed."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return [clean_value(v) if isinstance(v, int | float) else None for v in value]
+    return None

@@ -18,6 +18,7 @@ make runs close but not bit-identical.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from scorpion_build import logs
 from scorpion_build.models import build_model, resolve_device, save_checkpoint
 from scorpion_build.train.config import TrainConfig, resume_mismatches
 from scorpion_build.train.data import (
@@ -42,6 +43,8 @@ from scorpion_build.train.evaluate import mean_dice, normalize, predict_labels
 from scorpion_build.train.losses import simcons_loss
 from scorpion_build.train.randstainna import StainStatistics, fit_stain_statistics
 from scorpion_build.train.style import StyleAugmentation, build_style_augmentation
+
+log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = [
     "epoch",
@@ -235,15 +238,17 @@ class Trainer:
         self.model.train()
         sums = {"loss": 0.0, "supervised": 0.0, "consistency": 0.0}
         steps = 0
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.progress, leave=False
+        bar = logs.progress(
+            len(loader), f"epoch {epoch + 1}/{cfg.epochs}", "batches", enabled=self.progress
         )
-        for batch in bar:
+        for batch in loader:
             parts = self.train_step(batch, generator)
             for key, value in zip(sums, parts, strict=True):
                 sums[key] += value
             steps += 1
             bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}")
+            bar.update()
+        bar.close()
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     def train_step(self, batch: dict, generator: torch.Generator) -> tuple[float, float, float]:
@@ -329,9 +334,13 @@ class Trainer:
             # the state goes last: a crash before it redoes this epoch, identically
             self._save_state(epoch)
             if self.progress:
-                tqdm.write(
-                    f"epoch {epoch + 1}/{cfg.epochs}  loss {losses['loss']:.4f}  "
-                    f"val Dice {val_dice:.4f}" + ("  (best)" if improved else "")
+                log.info(
+                    "epoch %d/%d  loss %.4f  val Dice %.4f%s",
+                    epoch + 1,
+                    cfg.epochs,
+                    losses["loss"],
+                    val_dice,
+                    "  (best)" if improved else "",
                 )
         return self._finish()
 

@@ -5,8 +5,11 @@ scanners of 2.4 x 1.8 mm; extract samples 8 regions of 400 um per slide at 512 p
 default 0.78 um/px; 800 um regions would leave only 1-2 per slide of this size). Each
 (suite, stage, mode) is timed in its own fresh process around the library call, with
 ``force`` so everything is recomputed: every run pays its own start-up, as a CLI call
-does. Prints the wall time per stage, the speed-up over 1 worker, and whether the output
-is identical to the 1-worker output (patches byte for byte; registration matrices).
+does. Prints the wall time per stage, the speed-up over 1 worker, the CPU seconds of the
+run's local processes (helpers included; a Dask cluster's workers are not counted), and
+whether the output is identical to the 1-worker output (patches byte for byte;
+registration matrices). On a busy machine the CPU column is the steady figure: what the
+parallel run costs beyond the 1-worker run.
 
     .venv/bin/python -m benchmarks.bench_parallel                      # both suites
     .venv/bin/python -m benchmarks.bench_parallel --quick              # 2 small slides

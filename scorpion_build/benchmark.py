@@ -20,6 +20,7 @@ from scorpion_build import __version__
 from scorpion_build.bench.layout import DataError
 from scorpion_build.bench.predictions import (
     MISSING,
+    DataLabels,
     GroundTruth,
     Predictions,
     ZarrPredictions,
@@ -38,6 +39,7 @@ from scorpion_build.metrics import (
 )
 
 PREDICTIONS_NAME = "predictions.zarr"
+Truth = GroundTruth | DataLabels
 BLOCK_BYTES = 64 << 20
 """Label-map bytes per metric block: bounds memory at any dataset size."""
 
@@ -57,7 +59,7 @@ def run_benchmark(
     *,
     model: str | Path | None = None,
     predictions: str | Path | None = None,
-    labels: str | Path | None = None,
+    labels: str | Path | bool | None = None,
     classes: Sequence[str] | None = None,
     batch_size: int = 4,
     device: str = "auto",
@@ -79,8 +81,10 @@ def run_benchmark(
     model : a checkpoint from ``train`` or a TorchScript file. Exactly one of ``model`` and
         ``predictions``.
     predictions : a Zarr ``(N, S, H, W)`` array or a release-layout folder of PNG label maps.
-    labels : a release-layout folder with ``label.png`` ground truth per sample; adds task
-        Dice per scanner.
+    labels : True for the data's own label maps (one per scanner: the ``labels`` array of
+        ``extract --annotations``, or ``labels/<scanner>.png`` of its export), or a
+        release-layout folder with ``label.png`` ground truth per sample; adds task Dice
+        per scanner.
     classes : class names; default from the checkpoint, the predictions' attrs, or
         ``classes.DEFAULT_CLASSES``. Their number sets C in the Dice class mean.
     batch_size, device, amp : inference settings; AMP (float16 autocast) applies on CUDA.
@@ -101,6 +105,7 @@ def run_benchmark(
         preds, classes, report["inference"] = _infer(
             Path(model), source, out_dir, classes, batch_size, device, amp, force, progress
         )
+        report["warnings"] = report["inference"].pop("warnings")
         report["model"] = str(model)
         name = Path(model).name
     else:
@@ -110,7 +115,7 @@ def run_benchmark(
         name = Path(predictions).name
     classes = list(classes)
 
-    truth = GroundTruth(labels, source) if labels is not None else None
+    truth = _ground_truth(labels, source)
     dice, valid, truth_dice = _measure(source, preds, len(classes), truth)
     summary = consistency_summary(
         dice, source.scanners, classes, threshold=threshold, n_bootstrap=n_bootstrap, seed=seed
@@ -183,7 +188,11 @@ def _infer(
         "data_path": str(source.path.resolve()),
         "classes": classes,
     }
-    info: dict[str, Any] = {"device": str(torch_device), "amp": amp and torch_device.type == "cuda"}
+    info: dict[str, Any] = {
+        "device": str(torch_device),
+        "amp": amp and torch_device.type == "cuda",
+        "warnings": _scale_warnings(checkpoint, config, source),
+    }
     if not force and _finished(path, fingerprint, source):
         info["reused"] = str(path)
         return ZarrPredictions(path, source), classes, info
@@ -200,6 +209,24 @@ def _infer(
         patches_per_s=round(done / seconds, 3) if seconds > 0 else None,
     )
     return ZarrPredictions(path, source), classes, info
+
+
+MPP_TOLERANCE = 0.05
+"""Relative difference in um/px above which a model sees tissue at another scale."""
+
+
+def _scale_warnings(checkpoint: Path, config: dict[str, Any], source: PatchSource) -> list[str]:
+    """A warning when the data's um/px differs from the one the model was trained at."""
+    trained, data = config.get("mpp"), source.attrs.get("mpp")
+    if trained is None or data is None:
+        return []
+    if abs(float(data) / float(trained) - 1.0) <= MPP_TOLERANCE:
+        return []
+    return [
+        f"{checkpoint}: trained at {float(trained):.4g} um/px but {source.path} is at "
+        f"{float(data):.4g} um/px; the model sees tissue at another scale, so its Dice says "
+        "little: extract at the training mpp (--region-um / --size) or retrain"
+    ]
 
 
 def _finished(path: Path, fingerprint: dict[str, Any], source: PatchSource) -> bool:
@@ -221,7 +248,7 @@ def _finished(path: Path, fingerprint: dict[str, Any], source: PatchSource) -> b
 
 
 def _measure(
-    source: PatchSource, preds: Predictions, num_classes: int, truth: GroundTruth | None
+    source: PatchSource, preds: Predictions, num_classes: int, truth: Truth | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Stream prediction blocks through the metrics.
 
@@ -265,22 +292,33 @@ def _check_block(
 
 
 def _task_block(
-    block: np.ndarray, valid: np.ndarray, truth: GroundTruth, samples: range, num_classes: int
+    block: np.ndarray, valid: np.ndarray, truth: Truth, samples: range, num_classes: int
 ) -> np.ndarray:
     size_px = block.shape[2:]
-    gt = np.full((len(samples), *size_px), MISSING, np.uint8)
-    has_gt = np.zeros(len(samples), bool)
+    gt = np.full(block.shape, MISSING, np.uint8)
+    has_gt = np.zeros(block.shape[:2], bool)
     for k, n in enumerate(samples):
-        label = truth.read(n, size_px)
-        if label is not None:
-            gt[k], has_gt[k] = label, True
+        for s in np.flatnonzero(valid[k]):
+            label = truth.read(n, int(s), size_px)
+            if label is not None:
+                gt[k, s], has_gt[k, s] = label, True
     stray = (gt >= num_classes) & (gt != MISSING)
     if stray.any():
         raise DataError(
-            f"{truth.path}: a label.png holds class index {int(gt[stray].max())}, but only "
+            f"{truth.path}: a label map holds class index {int(gt[stray].max())}, but only "
             f"{num_classes} classes are known; pass --classes matching the ground truth"
         )
-    return task_dice(block, gt, num_classes, valid & has_gt[:, None])
+    return task_dice(block, gt, num_classes, valid & has_gt)
+
+
+def _ground_truth(labels: str | Path | bool | None, source: PatchSource) -> Truth | None:
+    """``labels``: None / False (no task Dice), True (the data's own per-scanner label
+    maps), or a release folder of ``label.png`` files."""
+    if labels is None or labels is False:
+        return None
+    if labels is True:
+        return DataLabels(source)
+    return GroundTruth(labels, source)
 
 
 def _missing(source: PatchSource, valid: np.ndarray) -> list[dict[str, str]]:

@@ -22,6 +22,13 @@ import zarr
 
 from scorpion_build import geometry as geo
 from scorpion_build.align import Correction, block_mean, estimate_correction, grey, similarity
+from scorpion_build.annotations import AnnotationSet
+from scorpion_build.labels import (
+    attach_annotations,
+    create_labels_array,
+    roi_mask,
+    write_sample_labels,
+)
 from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
 from scorpion_build.mpp import upsample_note
 from scorpion_build.parallel import cached, run_tasks
@@ -162,6 +169,8 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         ]
         try:
             mask = joint_tissue_mask(ref, others, mask_mpp)
+            if task.get("roi"):
+                mask &= roi_mask(task["annotations"], task["roi"], ref.dimensions, mask.shape)
             fluorescent = is_fluorescence(ref.thumbnail_at(max(mask_mpp, FLUORESCENCE_MPP)))
         finally:
             for slide, _ in others:
@@ -205,9 +214,10 @@ def sample_slide(task: dict, config: ExtractConfig, given: list[dict] | None = N
         for i, r in enumerate(regions)
     ]
     if len(regions) < config.regions:
+        where = " inside the --roi-class annotations" if task.get("roi") else ""
         notes.append(
             f"only {len(regions)} of {config.regions} non-overlapping {config.region_um:g} um "
-            f"regions with >= {config.min_tissue:.0%} tissue common to all scans"
+            f"regions with >= {config.min_tissue:.0%} tissue common to all scans{where}"
             + field_too_small(mask, mask_mpp, config.region_um)
         )
         if not rows:
@@ -305,11 +315,10 @@ def extract_sample(
     if marker.is_file():  # finished by an earlier, interrupted run
         return json.loads(marker.read_text())
     # Every patch chunk is written: skipping zarr's "all fill value?" test saves ~30 ms/patch
+    group = cached(("store", zarr_path), lambda: zarr.open_group(zarr_path, mode="r+"))
     arr = cached(
-        ("store", zarr_path),
-        lambda: zarr.open_group(zarr_path, mode="r+")["patches"].with_config(
-            {"write_empty_chunks": True}
-        ),
+        ("patches", zarr_path),
+        lambda: group["patches"].with_config({"write_empty_chunks": True}),
     )
     scans = task["scans"]
     slides = {
@@ -318,6 +327,8 @@ def extract_sample(
         if v["status"] != "failed"
     }
     rows = _extract_sample(sample, scans, slides, task["reference"], scanners, config, arr)
+    if task.get("annotations") is not None:  # before the marker: resume skips both
+        write_sample_labels(group, rows, task["annotations"], config.size)
     write_json_atomic(rows, marker)
     return rows
 
@@ -451,12 +462,19 @@ def extract_build(
     regions_from: Path | None = None,
     force: bool = False,
     progress: bool = True,
+    annotations: AnnotationSet | None = None,
+    roi_classes: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sample regions and extract aligned patches for every slide of a registered build."""
+    """Sample regions and extract aligned patches for every slide of a registered build.
+
+    ``annotations`` (:func:`scorpion_build.annotations.load_build_annotations`) adds the
+    ``labels`` array; ``roi_classes`` samples only inside those annotated classes.
+    """
     build = BuildDir.at(build_dir)
     tasks, scanners, reference = slide_tasks(build)
+    labels_key = attach_annotations(tasks, annotations, roi_classes, regions_from)
     state = build.state / "extract"
-    key = _inputs_key(config, build, regions_from)
+    key = _inputs_key(config, build, regions_from, labels_key)
     meta_file = state / "config.json"
     if force or not meta_file.is_file() or json.loads(meta_file.read_text()).get("key") != key:
         shutil.rmtree(state, ignore_errors=True)
@@ -493,8 +511,15 @@ def extract_build(
 
     samples = regions[(regions["status"] != "failed") & (regions["region_index"] >= 0)].copy()
     samples["index"] = np.arange(len(samples), dtype=np.int64)
+    if annotations is not None:
+        build.write("annotations", order_columns(pd.DataFrame(annotations.rows), "annotations"))
+    else:  # a build extracted without annotations has no labels to report on
+        build.manifest("annotations").unlink(missing_ok=True)
     if not build.zarr.exists():
         _create_store(build.zarr, len(samples), scanners, reference, config)
+        if annotations is not None:
+            group = zarr.open_group(str(build.zarr), mode="r+")
+            create_labels_array(group, samples, len(scanners), config.size, annotations)
         write_json_atomic({"key": key, "config": asdict(config)}, meta_file)
     task_of = {t["slide_id"]: t for t in tasks}
     sample_state = state / "samples"
@@ -523,12 +548,16 @@ def extract_build(
     return regions, patches
 
 
-def _inputs_key(config: ExtractConfig, build: BuildDir, regions_from: Path | None) -> str:
+def _inputs_key(
+    config: ExtractConfig, build: BuildDir, regions_from: Path | None, labels_key: str = ""
+) -> str:
     """Changes whenever what the patches depend on changes: the config, each scan's status
-    and mpp, each registration's status and matrix, the given regions. Bookkeeping columns
-    (timings, QC paths) are left out, so re-running an unchanged registration keeps the
-    finished patches."""
+    and mpp, each registration's status and matrix, the given regions, the annotations.
+    Bookkeeping columns (timings, QC paths) are left out, so re-running an unchanged
+    registration keeps the finished patches."""
     h = hashlib.sha1(config.key().encode())
+    if labels_key:
+        h.update(labels_key.encode())
     for name, columns in INPUT_COLUMNS.items():
         table = build.read(name)[list(columns)].sort_values(["slide_id", "scanner"])
         h.update(table.to_json(orient="values", double_precision=15).encode())

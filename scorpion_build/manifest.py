@@ -94,6 +94,13 @@ SCHEMAS: dict[str, list[tuple[str, str, str]]] = {
         ("status", "string", "ok, warn or failed"),
         ("message", "string", "why the status is not ok, in words a user can act on"),
     ],
+    "annotations": [
+        ("slide_id", "string", "slide identifier"),
+        ("feature", "int64", "position of the feature in {slide_id}.geojson (-1: no file)"),
+        ("class_name", "string", "the feature's class (classification.name, else name)"),
+        ("status", "string", "ok (used), warn (used after a repair) or failed (not used)"),
+        ("message", "string", "what was wrong with the feature and how to fix it"),
+    ],
 }
 
 
@@ -151,6 +158,7 @@ WRITERS = {
     "registrations": "scorpion-build register BUILD",
     "regions": "scorpion-build extract BUILD",
     "patches": "scorpion-build extract BUILD",
+    "annotations": "scorpion-build extract BUILD --annotations DIR",
 }
 
 

@@ -152,8 +152,9 @@ def task_dice(
     Parameters
     ----------
     preds : integer array ``(N, S, H, W)``
-    labels : integer array ``(N, H, W)``
-        Ground truth in the shared (reference) frame of the paired patches.
+    labels : integer array ``(N, H, W)`` or ``(N, S, H, W)``
+        Ground truth in the shared (reference) frame of the paired patches, or one map per
+        scanner (the ``labels`` array of ``extract --annotations``).
     valid : bool array ``(N, S)``, optional
         False where a prediction or the ground truth is missing; those entries are NaN.
 
@@ -163,9 +164,16 @@ def task_dice(
     """
     preds = _check_labels(preds, num_classes, "preds")
     labels = _check_labels(labels, num_classes, "labels")
-    if preds.ndim != 4 or labels.shape != (preds.shape[0], *preds.shape[2:]):
-        raise ValueError(f"preds (N, S, H, W) {preds.shape} and labels (N, H, W) {labels.shape}")
-    dice = dice_per_class(preds, labels[:, None], num_classes)
+    if labels.ndim == 3:
+        labels = labels[:, None]
+    if preds.ndim != 4 or labels.shape not in (
+        preds.shape,
+        (preds.shape[0], 1, *preds.shape[2:]),
+    ):
+        raise ValueError(
+            f"preds (N, S, H, W) {preds.shape} and labels (N, [S,] H, W) {labels.shape}"
+        )
+    dice = dice_per_class(preds, labels, num_classes)
     if valid is not None:
         dice[~np.asarray(valid, bool)] = np.nan
     return dice

@@ -27,3 +27,13 @@ def cmu_svs(real_dir: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def labelled(tmp_path_factory) -> dict:
+    """A small synthetic build with labels from synth's true classes (see helpers)."""
+    from helpers import labelled_build
+
+    built = labelled_build(tmp_path_factory.mktemp("labelled"))
+    assert built["result"].exit_code == 0, built["result"].output
+    return built

@@ -124,3 +124,35 @@ def kill_during_extract(args: list[str], build: Path, timeout_s: float = 300.0) 
         timeout=timeout_s,
     )
     return proc.returncode == -signal.SIGKILL
+
+
+def labelled_build(root: Path, extra_args: tuple[str, ...] = ()) -> dict:
+    """A synthetic 1-slide, 5-scanner build (GT450 turned 90 degrees, DP200 mirrored, P1000
+    turned 180) registered and extracted with ``--annotations`` from synth's true classes."""
+    from click.testing import CliRunner
+
+    from scorpion_build.cli.main import main
+    from scorpion_build.register import register_build
+    from scorpion_build.synth import Scenario, SynthConfig, synthesize
+
+    turns = {"GT450": "rot90", "DP200": "mirror", "P1000": "rot180"}
+    config = SynthConfig(
+        n_slides=1,
+        width_um=1200,
+        height_um=1000,
+        seed=3,
+        scenarios=tuple(Scenario(name, scanner) for scanner, name in turns.items()),
+    )
+    synthesize(root / "synth", config)
+    build = BuildDir.at(root / "build")
+    build.write("slides", scan(root / "synth" / "slides.csv"))
+    register_build(build.root, workers=1, progress=False)
+    args = extract_args(build.root, root / "synth" / "annotations")
+    result = CliRunner().invoke(main, [*args, *extra_args])
+    return {"synth": root / "synth", "build": build.root, "turns": turns, "result": result}
+
+
+def extract_args(build: Path, annotations: Path) -> list[str]:
+    """``scorpion-build extract`` arguments of :func:`labelled_build` (3 x 300 um, 128 px)."""
+    args = ["extract", str(build), "--regions", "3", "--region-um", "300", "--size", "128"]
+    return [*args, "--workers", "1", "--annotations", str(annotations)]

@@ -23,6 +23,7 @@ def test_shipped_pipelines_are_valid():
     demo = load_config(REPO / "pipelines" / "demo.yaml")
     assert demo.stages() == ["synth", "scan", "register", "extract", "export", "analyze"]
     assert demo.extract.region_um == 400.0 and demo.extract.size == 512
+    assert demo.path(demo.extract.annotations) == demo.build_dir / "synth" / "annotations"
     assert demo.build_dir == (REPO / "demo_build").resolve()
     sc = load_config(REPO / "pipelines" / "scorpion.yaml")
     assert (sc.extract.regions, sc.extract.region_um, sc.extract.size) == (10, 800.0, 1024)
@@ -70,3 +71,17 @@ def test_stage_selection(tmp_path):
 
 def test_schema_doc_is_current():
     assert (REPO / "manifests" / "SCHEMAS.md").read_text() == schemas_markdown()
+
+
+def test_extract_annotation_keys_and_their_files_in_the_fingerprint(tmp_path):
+    from scorpion_build.pipeline.runner import fingerprint
+
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    (ann / "s1.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    text = "build: b\nextract:\n  annotations: ann\n  roi-class: tumour\n"
+    config = load_config(_write(tmp_path, text))
+    assert config.extract.annotations == "ann" and config.extract.roi_class == ["tumour"]
+    before = fingerprint(config, "extract", "")
+    (ann / "s2.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    assert fingerprint(config, "extract", "") != before

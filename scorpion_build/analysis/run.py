@@ -29,6 +29,7 @@ from scorpion_build.analysis.figures import (
     plot_similarity,
     write_pair_image,
 )
+from scorpion_build.analysis.label_figure import label_section
 from scorpion_build.analysis.stats import (
     STAT_NAMES,
     collect_stats,
@@ -121,7 +122,7 @@ def analyze_build(
         "stages": summary.stage_counts(tables),
         "problems": [
             p
-            for n in ("slides", "registrations", "regions")
+            for n in ("slides", "registrations", "regions", "annotations")
             for p in summary.problems(tables[n], n)
         ],
         "matrix": summary.slide_matrix(tables),
@@ -137,6 +138,7 @@ def analyze_build(
         "input": None,
         "features": None,
         "montage": None,
+        "labels": None,
         "benchmark": None,
     }
     store = None
@@ -149,6 +151,7 @@ def analyze_build(
         say(f"channel statistics of {int(store.valid.sum())} patches")
         context["input"] = _input_level(bd, store, figures, force)
         context["montage"] = _montage(store, figures)
+        context["labels"] = label_section(store, figures)
         if features != "none":
             context["features"] = _feature_level(
                 bd, store, figures, weights, device, input_px, force, say

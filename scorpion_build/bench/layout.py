@@ -20,6 +20,12 @@ LABEL_STEM = "label"
 """Ground-truth file stem in a sample folder; never a scanner name."""
 EXPORT_INDEX = "index.csv"
 """Written by ``export``: maps each ``slide_i/sample_j`` folder back to the build's sample."""
+LABELS_DIR = "labels"
+"""Per-scanner label maps of an export with labels: ``slide_i/sample_j/labels/<scanner>.png``."""
+CLASSES_FILE = "classes.json"
+"""Class names of those label maps, at the top of the folder."""
+ATTRS_FILE = "attrs.json"
+"""Written by ``export``: the store's scanners, reference, mpp, region_um and size."""
 
 
 class DataError(ValueError):

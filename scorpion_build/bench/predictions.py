@@ -204,11 +204,35 @@ class GroundTruth:
     def available(self) -> np.ndarray:
         return np.array([f is not None for f in self._files], bool)
 
-    def read(self, n: int, size_px: tuple[int, int]) -> np.ndarray | None:
+    def read(self, n: int, s: int, size_px: tuple[int, int]) -> np.ndarray | None:
+        """Sample ``n``'s map (the same for every scanner ``s``), or None."""
         path = self._files[n]
         if path is None:
             return None
-        label = read_label_map(path)
-        if label.shape != tuple(size_px):
-            label = cv2.resize(label, size_px[::-1], interpolation=cv2.INTER_NEAREST)
-        return label
+        return _resized(read_label_map(path), size_px)
+
+
+class DataLabels:
+    """The data's own label map per (sample, scanner): the ``labels`` array of a build or
+    store, or ``labels/<scanner>.png`` in an exported release folder."""
+
+    matched_by = "id"
+
+    def __init__(self, source: PatchSource) -> None:
+        if not source.has_labels:
+            raise DataError(
+                f"{source.path}: holds no label maps; build it with `extract --annotations "
+                "DIR`, or pass --labels DIR with a release folder of label.png files"
+            )
+        self.path, self._source = source.path, source
+
+    def read(self, n: int, s: int, size_px: tuple[int, int]) -> np.ndarray | None:
+        label = self._source.read_labels(n, s)
+        return None if label is None else _resized(label, size_px)
+
+
+def _resized(label: np.ndarray, size_px: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour to the predictions' size, so class indices stay class indices."""
+    if label.shape != tuple(size_px):
+        label = cv2.resize(label, size_px[::-1], interpolation=cv2.INTER_NEAREST)
+    return label

@@ -1,29 +1,37 @@
 """Scanner-paired patch sources: a build directory, a Zarr store, or a release-layout folder.
 
 All three look the same to the benchmark: ``scanners`` (axis order), ``sample_ids``,
-``valid`` (N, S) and ``read(n, s)`` -> one RGB patch. Patches are read one at a time, so
-memory stays bounded by the batch size whatever the dataset size.
+``valid`` (N, S) and ``read(n, s)`` -> one RGB patch; with labels (``extract
+--annotations``), ``classes`` and ``read_labels(n, s)`` -> that patch's label map. Patches
+are read one at a time, so memory stays bounded by the batch size whatever the dataset size.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from scorpion_build.bench.layout import (
+    ATTRS_FILE,
+    CLASSES_FILE,
+    LABELS_DIR,
     DataError,
     natural_key,
     open_zarr_array,
+    read_label_map,
     read_rgb,
     scan_layout,
 )
+from scorpion_build.labels import LABELS_ARRAY, UNANNOTATED
 from scorpion_build.manifest import BuildDir
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # the release is JPEG; `export --format png` too
 PATCHES_ARRAY = "patches"
 
 
@@ -44,6 +52,12 @@ class PatchSource(ABC):
     scanners: list[str]
     sample_ids: list[str]
     valid: np.ndarray
+    classes: list[str] | None = None  # set when the source holds label maps
+    attrs: dict[str, Any] = {}  # store attrs (mpp, size, ...) where the data keeps them
+
+    @property
+    def has_labels(self) -> bool:
+        return self.classes is not None
 
     @property
     def n_samples(self) -> int:
@@ -57,6 +71,14 @@ class PatchSource(ABC):
     @abstractmethod
     def read(self, n: int, s: int) -> np.ndarray:
         """Patch of sample ``n``, scanner ``s`` as uint8 RGB ``(H, W, 3)``."""
+
+    def read_labels(self, n: int, s: int) -> np.ndarray | None:
+        """Label map ``(H, W)`` uint8 of that patch, or None without labels."""
+        return None
+
+    def labelled(self, n: int, s: int) -> bool:
+        """Whether that patch has a label map (its slide was annotated), without reading it."""
+        return False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -89,6 +111,11 @@ class ZarrPatches(PatchSource):
         if len(scanners) != s:
             raise DataError(f"{store}: attrs list {len(scanners)} scanners for axis 1 of size {s}")
         self._array = array
+        self._labels = _labels_array(store, array.shape[:4])
+        self._unannotated: set[int] = set()
+        if self._labels is not None:
+            self.classes = [str(c) for c in self._labels.attrs.get("classes", [])] or None
+            self._unannotated = {int(n) for n in self._labels.attrs.get(UNANNOTATED, [])}
         self.scanners = [str(x) for x in scanners]
         self.attrs = attrs
         self.sample_ids = [f"sample_{k}" for k in range(n)]
@@ -130,6 +157,12 @@ class ZarrPatches(PatchSource):
     def read(self, n: int, s: int) -> np.ndarray:
         return np.asarray(self._array[n, s])
 
+    def read_labels(self, n: int, s: int) -> np.ndarray | None:
+        return np.asarray(self._labels[n, s]) if self.labelled(n, s) else None
+
+    def labelled(self, n: int, s: int) -> bool:
+        return self._labels is not None and n not in self._unannotated
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["manifest"] = str(self.manifest) if self.manifest else None
@@ -158,6 +191,9 @@ class ReleasePatches(PatchSource):
             [[name in table[sid] for name in self.scanners] for sid in self.sample_ids], bool
         ).reshape(len(self.sample_ids), len(self.scanners))
         self._size: tuple[int, int] | None = None
+        classes = _read_json(root / CLASSES_FILE, list)
+        self.classes = [str(c) for c in classes] if classes is not None else None
+        self.attrs = _read_json(root / ATTRS_FILE, dict) or {}
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -176,22 +212,64 @@ class ReleasePatches(PatchSource):
             )
         return image
 
+    def read_labels(self, n: int, s: int) -> np.ndarray | None:
+        return read_label_map(self._label_file(n, s)) if self.labelled(n, s) else None
+
+    def labelled(self, n: int, s: int) -> bool:
+        return self.classes is not None and self._label_file(n, s).is_file()
+
+    def _label_file(self, n: int, s: int) -> Path:
+        folder = next(iter(self._files[self.sample_ids[n]].values())).parent
+        return folder / LABELS_DIR / f"{self.scanners[s]}.png"
+
+
+def _read_json(path: Path, kind: type) -> Any:
+    """A JSON file ``export`` wrote, or None when absent; a damaged one is an error."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc}); export the build again") from exc
+    if not isinstance(value, kind):
+        raise DataError(f"{path}: expected a JSON {kind.__name__}; export the build again")
+    return value
+
+
+def _labels_array(store: Path, shape: tuple[int, ...]) -> zarr.Array | None:
+    """The store's ``labels`` array (N, S, H, W) beside ``patches``, if it has one."""
+    try:
+        group = zarr.open_group(store, mode="r")
+    except Exception:  # a bare array: no labels beside it
+        return None
+    if LABELS_ARRAY not in group:
+        return None
+    labels = group[LABELS_ARRAY]
+    if tuple(labels.shape) != tuple(shape):
+        raise DataError(
+            f"{store}: '{LABELS_ARRAY}' is {labels.shape} but patches are {shape}; the store is "
+            "damaged, re-run extract"
+        )
+    return labels
+
 
 def _is_zarr(path: Path) -> bool:
     return any((path / marker).is_file() for marker in ("zarr.json", ".zgroup", ".zarray"))
 
 
-def open_patch_source(path: str | Path) -> PatchSource:
+def open_patch_source(path: str | Path, min_scanners: int = 2) -> PatchSource:
     """Open ``--data``: a build directory, a Zarr store, or a release-layout folder.
+
+    ``min_scanners`` is the fewest scanners the caller can use.
 
     Raises
     ------
     DataError
-        When the path is missing, of no known layout, or holds fewer than two scanners.
+        When the path is missing, of no known layout, or holds too few scanners.
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file or directory; pass the data to benchmark")
+        raise DataError(f"{path}: no such file or directory; pass a build, store or folder")
     build = BuildDir.at(path)
     if path.is_dir() and _is_zarr(build.zarr):
         source: PatchSource = ZarrPatches(build.zarr, build.manifest("patches"), "build")
@@ -205,12 +283,12 @@ def open_patch_source(path: str | Path) -> PatchSource:
         raise DataError(
             f"{path}: unknown layout; --data takes a build directory (with patches.zarr), a "
             "Zarr store (patches.zarr), or a folder in the release layout "
-            "slide_{i}/sample_{j}/<scanner>.jpg"
+            "slide_{i}/sample_{j}/<scanner>.jpg|.png"
         )
-    if len(source.scanners) < 2:
+    if len(source.scanners) < min_scanners:
         raise DataError(
-            f"{path}: found {len(source.scanners)} scanner(s) {source.scanners}; the consistency "
-            "benchmark needs patches from at least 2 scanners"
+            f"{path}: found {len(source.scanners)} scanner(s) {source.scanners}; paired "
+            f"patches from at least {min_scanners} scanners are needed here"
         )
     if source.n_samples == 0:
         raise DataError(f"{path}: holds no samples")

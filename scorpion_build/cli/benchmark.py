@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from scorpion_build import logs
-from scorpion_build.cli.common import device_option, log_options, seed_option
+from scorpion_build.cli.common import device_option, log, log_options, seed_option
 from scorpion_build.metrics import DEFAULT_THRESHOLD
 
 
@@ -18,6 +18,18 @@ def _classes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
     if not names:
         raise click.BadParameter("give class names separated by commas")
     return names
+
+
+DATA_LABELS = "\0data"  # --labels given without a folder
+
+
+def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | bool | None:
+    if value is None or value == DATA_LABELS:
+        return value == DATA_LABELS or None
+    path = Path(value)
+    if not path.is_dir():
+        raise click.BadParameter(f"{path}: no such folder of label.png ground truth")
+    return path
 
 
 @click.command("benchmark")
@@ -47,8 +59,12 @@ def _classes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 )
 @click.option(
     "--labels",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Release folder with slide_i/sample_j/label.png ground truth: adds task Dice.",
+    is_flag=False,
+    flag_value=DATA_LABELS,
+    callback=_labels,
+    help="Adds task Dice per scanner. Alone: the data's own label maps (the `labels` array "
+    "of `extract --annotations`, or labels/<scanner>.png of its export). With a folder: "
+    "slide_i/sample_j/label.png ground truth.",
 )
 @click.option(
     "--classes",
@@ -89,7 +105,7 @@ def command(
     model: Path | None,
     predictions: Path | None,
     out_dir: Path,
-    labels: Path | None,
+    labels: Path | bool | None,
     classes: list[str] | None,
     batch_size: int,
     device: str,
@@ -134,6 +150,8 @@ def command(
     except (DataError, CheckpointError) as exc:
         raise click.ClickException(str(exc)) from exc
     report = result.report
+    for warning in report.get("warnings", []):
+        log.warning("%s", warning)
     click.echo(
         f"{report['n_samples']} samples x {len(report['scanners'])} scanners "
         f"({', '.join(report['scanners'])}), {len(report['pairwise'])} pairs"
@@ -152,7 +170,9 @@ def command(
         f"{fmt_interval(report['failure_rate_ci'])}"
     )
     if report.get("task_dice"):
-        click.echo(f"task Dice vs labels: average {fmt_number(report['task_dice']['average'])}")
+        task = report["task_dice"]
+        per = ", ".join(f"{k} {fmt_number(v['dice'])}" for k, v in task["per_scanner"].items())
+        click.echo(f"task Dice vs labels: average {fmt_number(task['average'])} ({per})")
     if report["missing"]:
         click.echo(f"{len(report['missing'])} (sample, scanner) patches missing: see report.json")
     click.echo(f"report: {result.files['report']}")

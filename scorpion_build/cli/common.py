@@ -80,9 +80,12 @@ def log_options(folder: str | None = None) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> None:
+def summarize_and_exit(
+    table: pd.DataFrame, what: str, key_cols: list[str], exit_on_failure: bool = True
+) -> None:
     """Print ok/warn/failed counts and the problems grouped by message (every item goes to
-    the log file); exit non-zero when anything failed."""
+    the log file); exit non-zero when anything failed (unless ``exit_on_failure`` is False:
+    more summaries follow)."""
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     log.info(
         "%s: %d rows - ok %d, warn %d, failed %d",
@@ -99,7 +102,7 @@ def summarize_and_exit(table: pd.DataFrame, what: str, key_cols: list[str]) -> N
             "%s",
             group_line(group),
         )
-    if counts.get("failed", 0):
+    if counts.get("failed", 0) and exit_on_failure:
         sys.exit(1)
 
 

@@ -19,7 +19,9 @@ from scorpion_build.export import export_release
 @click.option("--quality", default=95, show_default=True, help="JPEG quality.")
 @log_options("build")
 def command(build: Path, out_dir: Path, fmt: str, quality: int) -> None:
-    """Write BUILD's patches in the SCORPION release layout under OUT_DIR, with index.csv."""
+    """Write BUILD's patches in the SCORPION release layout under OUT_DIR, with index.csv
+    and attrs.json; a build with labels (extract --annotations) also gets label.png and
+    labels/<scanner>.png per sample, and classes.json."""
     try:
         index = export_release(build, out_dir, fmt=fmt, quality=quality)
     except FileNotFoundError as exc:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+import pandas as pd
 
+from scorpion_build.annotations import load_build_annotations
 from scorpion_build.cli.common import (
     force_option,
     log,
@@ -14,6 +17,7 @@ from scorpion_build.cli.common import (
     summarize_and_exit,
 )
 from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_build
+from scorpion_build.manifest import BuildDir
 
 
 @click.command("extract")
@@ -32,6 +36,26 @@ from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_b
     "--regions-from",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV slide_id,x_um,y_um[,region_um]: use these regions (reference um).",
+)
+@click.option(
+    "--annotations",
+    "annotations_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of {slide_id}.geojson (QuPath export, reference level-0 px): adds a "
+    "`labels` array, one label map per sample and scanner.",
+)
+@click.option(
+    "--classes",
+    "class_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON list of class names fixing their order (index 0 = background); default: "
+    "background, then the annotated names sorted.",
+)
+@click.option(
+    "--roi-class",
+    "roi_classes",
+    multiple=True,
+    help="Sample regions only inside annotations of this class (repeatable).",
 )
 @click.option("--no-refine", is_flag=True, help="Skip the per-patch local refinement.")
 @click.option(
@@ -53,6 +77,9 @@ def command(
     seed: int,
     min_tissue: float,
     regions_from: Path | None,
+    annotations_dir: Path | None,
+    class_file: Path | None,
+    roi_classes: tuple[str, ...],
     no_refine: bool,
     compression: str,
     workers: int | None,
@@ -71,6 +98,12 @@ def command(
         compression=compression,
     )
     try:
+        annotations = None
+        if annotations_dir is not None:
+            slides = BuildDir.at(build).read("slides")
+            annotations = load_build_annotations(slides, annotations_dir, class_file)
+        elif class_file is not None:
+            raise ValueError("--classes names the classes of --annotations; give both")
         regions_df, patches = extract_build(
             build,
             config,
@@ -78,6 +111,8 @@ def command(
             scheduler=scheduler,
             regions_from=regions_from,
             force=force,
+            annotations=annotations,
+            roi_classes=roi_classes,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -90,8 +125,14 @@ def command(
         build / "patches.zarr",
     )
     _slide_maps(build)
+    if annotations is not None:
+        table = pd.DataFrame(annotations.rows)
+        summarize_and_exit(table, "annotations", ["slide_id", "feature"], exit_on_failure=False)
+        log.info("labels (%s) -> %s", ", ".join(annotations.classes), build / "patches.zarr")
     summarize_and_exit(regions_df, "regions", ["slide_id", "region_index"])
     summarize_and_exit(patches, "patches", ["sample_id", "scanner"])
+    if annotations is not None and (table["status"] == "failed").any():
+        sys.exit(1)  # features were left out: the build is done, but say so
 
 
 def _slide_maps(build: Path) -> None:

@@ -79,7 +79,8 @@ def command(
     """Write synthetic multi-scanner slides, their slide table and ground truth to OUT_DIR.
 
     OUT_DIR/slides.csv lists the scans (OUT_DIR/{slide_id}/{scanner}.svs|.tif);
-    OUT_DIR/truth/{slide_id}.json holds the exact reference -> scanner pixel maps.
+    OUT_DIR/truth/{slide_id}.json holds the exact reference -> scanner pixel maps;
+    OUT_DIR/annotations/{slide_id}.geojson the true tissue classes (for --annotations).
     """
     from scorpion_build.synth import Scenario, SynthConfig, SynthConfigError, synthesize
     from scorpion_build.synth.texture import TextureError

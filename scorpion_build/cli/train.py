@@ -13,6 +13,7 @@ from scorpion_build.cli.common import device_option, log_options
 _OPTION_KEYS = {
     "data": "data",
     "out": "out",
+    "train_scanners": "train_scanners",
     "sa": "sa",
     "consistency_weight": "consistency_weight",
     "consistency_gradient": "consistency_gradient",
@@ -43,7 +44,17 @@ _OPTION_KEYS = {
 @click.option(
     "--data",
     type=click.Path(file_okay=False),
-    help="Folder with images/, masks/, split.csv [, classes.json].",
+    help="A build (or its patches.zarr, or its export) with label maps from `extract "
+    "--annotations`, split by slide; or a folder with images/, masks/, split.csv "
+    "[, classes.json].",
+)
+@click.option(
+    "--train-scanners",
+    callback=lambda ctx, param, value: (
+        [v.strip() for v in value.split(",") if v.strip()] if value else None
+    ),
+    help="With a build: scanners whose patches are training images, e.g. AT2,P1000.  "
+    "[default: the reference]",
 )
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder to write.")
 @click.option(
@@ -93,7 +104,12 @@ _OPTION_KEYS = {
     help="Saved RandStainNA statistics; fitted on the training split when omitted.",
 )
 @click.option("--fda-beta", type=float, help="FDA low-frequency band size.  [default: 0.05]")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out exactly.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the interrupted run in --out exactly, with its saved settings (give only "
+    "--out; --epochs, --device and --num-workers may change).",
+)
 @log_options()
 @click.pass_context
 def command(ctx: click.Context, config_file: str | None, resume: bool, **options):
@@ -104,10 +120,12 @@ def command(ctx: click.Context, config_file: str | None, resume: bool, **options
     --out.
     """
     from scorpion_build.train import ConfigError, DataError, RunError, TrainConfig, train
-    from scorpion_build.train.config import read_yaml
+    from scorpion_build.train.config import read_yaml, saved_settings
 
     try:
         raw = read_yaml(config_file) if config_file else {}
+        if resume:
+            raw = {**saved_settings(options.get("out") or raw.get("out")), **raw}
         for option, key in _OPTION_KEYS.items():
             given = options.get(option)
             source = ctx.get_parameter_source(option)

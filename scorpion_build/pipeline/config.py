@@ -68,6 +68,9 @@ class ExtractStage:
     regions_from: str | None = None
     refine: bool = True
     compression: str = "zstd"
+    annotations: str | None = None  # folder of {slide_id}.geojson: adds the labels array
+    classes: str | None = None  # JSON list fixing the class order
+    roi_class: list[str] = field(default_factory=list)
 
 
 @dataclass

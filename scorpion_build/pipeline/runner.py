@@ -57,10 +57,13 @@ def fingerprint(config: PipelineConfig, stage: str, previous: str) -> str:
         source = config.path(config.scan.input)
         h.update(_files_signature(source, tuple(config.scan.ignore)).encode())
     if stage in ("register", "extract", "benchmark"):
-        for name in ("model", "predictions", "regions_from"):
+        for name in ("model", "predictions", "regions_from", "annotations", "classes"):
             value = config.stage_options(stage).get(name)
-            if value and config.path(value).is_file():
-                h.update(_stat(config.path(value)).encode())
+            path = config.path(value) if value else None
+            if path is not None and path.is_file():
+                h.update(_stat(path).encode())
+            elif path is not None and path.is_dir():  # an annotation folder: every file
+                h.update("".join(_stat(f) for f in sorted(path.iterdir())).encode())
     return h.hexdigest()[:20]
 
 

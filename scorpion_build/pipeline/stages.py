@@ -84,6 +84,15 @@ def run_extract(config: PipelineConfig, scheduler: str | None, force: bool) -> p
         refine=o.refine,
         compression=o.compression,
     )
+    annotations = None
+    if o.annotations:
+        from scorpion_build.annotations import load_build_annotations
+        from scorpion_build.manifest import BuildDir
+
+        slides = BuildDir.at(config.build_dir).read("slides")
+        annotations = load_build_annotations(
+            slides, config.path(o.annotations), config.path(o.classes)
+        )
     _, patches = extract_build(
         config.build_dir,
         ec,
@@ -91,6 +100,8 @@ def run_extract(config: PipelineConfig, scheduler: str | None, force: bool) -> p
         scheduler=scheduler,
         regions_from=config.path(o.regions_from),
         force=force,
+        annotations=annotations,
+        roi_classes=tuple(o.roi_class),
     )
     return patches
 

@@ -22,13 +22,17 @@ KEYS = {
     "registrations": ["slide_id", "scanner"],
     "regions": ["slide_id", "region_index"],
     "patches": ["sample_id", "scanner"],
+    "annotations": ["slide_id", "feature"],
 }
+# manifests only some builds have (extract --annotations)
+OPTIONAL = ("annotations",)
 _SEVERITY = {"ok": 0, "warn": 1, "failed": 2}
 
 
 def load_manifests(build: BuildDir) -> dict[str, pd.DataFrame | None]:
     """Every manifest that exists, None for those whose stage has not run."""
-    return {name: build.read(name) if build.manifest(name).is_file() else None for name in STAGES}
+    names = STAGES + OPTIONAL
+    return {name: build.read(name) if build.manifest(name).is_file() else None for name in names}
 
 
 def stage_counts(tables: dict[str, pd.DataFrame | None]) -> list[dict[str, Any]]:
@@ -255,6 +259,8 @@ def load_benchmark(directory: Path | None, copy_to: Path) -> dict[str, Any] | No
         "failure_threshold": data.get("failure_threshold"),
         "confidence": data.get("confidence"),
         "n_bootstrap": data.get("n_bootstrap"),
+        "task": _task_rows(data.get("task_dice")),
+        "warnings": [str(w) for w in data.get("warnings") or []],
     }
 
 
@@ -263,3 +269,15 @@ def _interval(value: Any) -> list[float | None] | None:
     if isinstance(value, list | tuple) and len(value) == 2:
         return [clean_value(v) if isinstance(v, int | float) else None for v in value]
     return None
+
+
+def _task_rows(task: Any) -> list[dict[str, Any]]:
+    """Task Dice per scanner (benchmark ``--labels``), as table rows; [] without it."""
+    per = task.get("per_scanner") if isinstance(task, dict) else None
+    if not isinstance(per, dict):
+        return []
+    return [
+        {"scanner": name, "dice": v.get("dice"), "n": v.get("n")}
+        for name, v in per.items()
+        if isinstance(v, dict)
+    ]

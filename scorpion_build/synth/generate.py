@@ -5,6 +5,7 @@ Layout::
     OUT_DIR/slides.csv                      slide_id,scanner,path,mpp
     OUT_DIR/{slide_id}/{scanner}.svs|.tif   one scan per scanner
     OUT_DIR/truth/{slide_id}.json           exact geometry (see truth.py)
+    OUT_DIR/annotations/{slide_id}.geojson  true tissue classes as QuPath-style GeoJSON
     OUT_DIR/train/, OUT_DIR/paired/         labelled sets, with ``labelled=True``
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scorpion_build.parallel import single_threaded
+from scorpion_build.synth.annotations import write_truth_geojson
 from scorpion_build.synth.config import SynthConfig
 from scorpion_build.synth.placement import (
     ScanGeometry,
@@ -94,6 +96,7 @@ def _synthesize(
         specimen = texture if texture is not None else specimen_for(config, k)
         truth = _write_slide(out, k, slide_id, specimen, config, say)
         truth.save(out)
+        write_truth_geojson(out, truth)
         for scanner in config.scanners:
             mpp = truth.mpp(scanner) if scanner in config.no_mpp_scanners else math.nan
             rows.append((slide_id, scanner, scan_path(config, slide_id, scanner), mpp))

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from scorpion_build.splits import group_splits
 from scorpion_build.synth.config import SynthConfig
 from scorpion_build.synth.seeds import rng_for
 from scorpion_build.synth.styles import NoiseBank, ScannerStyle, style_for
@@ -57,7 +58,7 @@ def write_train_set(folder: Path, config: SynthConfig) -> None:
             _write(folder / "masks" / f"{stem}.png", mask)
             stems.append(stem)
             owners.append(s)
-    splits = _splits(owners, n_specimens, rng_for(config.seed, "split"))
+    splits = group_splits(owners, n_specimens, rng_for(config.seed, "split"))
     lines = ["stem,split"] + [f"{a},{b}" for a, b in zip(stems, splits, strict=True)]
     (folder / "split.csv").write_text("\n".join(lines) + "\n")
     (folder / "classes.json").write_text(json.dumps(CLASSES) + "\n")
@@ -129,28 +130,6 @@ def _scanner_output(
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-
-
-def _splits(owners: list[int], n_specimens: int, rng: np.random.Generator) -> list[str]:
-    """train/val/test about 70/15/15, by specimen when there are >= 3 of them."""
-    if n_specimens >= 3:
-        n_held = max(1, round(0.15 * n_specimens))
-        order = rng.permutation(n_specimens)
-        split_of = {int(s): "train" for s in order}
-        for s in order[:n_held]:
-            split_of[int(s)] = "val"
-        for s in order[n_held : 2 * n_held]:
-            split_of[int(s)] = "test"
-        return [split_of[o] for o in owners]
-    n = len(owners)
-    n_held = max(1, round(0.15 * n)) if n >= 3 else 0
-    order = rng.permutation(n)
-    out = ["train"] * n
-    for k in order[:n_held]:
-        out[k] = "val"
-    for k in order[n_held : 2 * n_held]:
-        out[k] = "test"
-    return out
 
 
 def _write(path: Path, image: np.ndarray, params: list[int] | None = None) -> None:

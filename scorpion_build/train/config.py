@@ -62,6 +62,7 @@ class TrainConfig:
     encoder_weights: str | None = None
     arch: str = "deeplabv3plus"
     classes: list[str] | None = None
+    train_scanners: list[str] | None = None
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -82,6 +83,9 @@ class TrainConfig:
             )
         if self.consistency_weight < 0:
             raise ConfigError(f"consistency_weight: must be >= 0, got {self.consistency_weight}")
+        if isinstance(self.train_scanners, str):  # "AT2,P1000" from YAML, as on the CLI
+            names = [v.strip() for v in self.train_scanners.split(",") if v.strip()]
+            object.__setattr__(self, "train_scanners", names or None)
         if self.sa == "none" and self.consistency_weight > 0:
             # no second branch to compare: the baseline ignores lambda rather than failing
             object.__setattr__(self, "consistency_weight", 0.0)
@@ -189,3 +193,17 @@ def resume_mismatches(saved: dict[str, Any], current: TrainConfig) -> list[str]:
     return sorted(
         k for k in set(saved) | set(now) if k not in RESUME_IGNORED and saved.get(k) != now.get(k)
     )
+
+
+def saved_settings(out: str | Path | None) -> dict[str, Any]:
+    """The settings a run in ``out`` was started with (its config.json), for ``--resume``."""
+    if not out:
+        raise ConfigError("--resume needs --out RUN, the folder of the run to continue")
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; nothing to resume in {out} (start without --resume)")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); start a new --out") from exc
+    return {**raw, "out": str(out)}

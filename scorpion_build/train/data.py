@@ -42,6 +42,10 @@ class Item:
     mask: Path
     split: str
 
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """RGB image (H, W, 3) uint8 and label map (H, W)."""
+        return read_rgb(self.image), read_mask(self.mask)
+
 
 @dataclass(frozen=True)
 class LabelledData:
@@ -214,7 +218,7 @@ class SegmentationDataset(Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         item = self.items[index]
-        image, mask = read_rgb(item.image), read_mask(item.mask)
+        image, mask = item.read()
         if image.shape[:2] != mask.shape:
             raise DataError(f"{item.mask}: size differs from {item.image}; re-export the pair")
         return image, mask

@@ -36,11 +36,10 @@ from scorpion_build.train.data import (
     EpochSampler,
     LabelledData,
     SegmentationDataset,
-    load_labelled_data,
-    read_rgb,
 )
 from scorpion_build.train.evaluate import mean_dice, normalize, predict_labels
 from scorpion_build.train.losses import simcons_loss
+from scorpion_build.train.paired import SPLIT_FILE, load_training_data
 from scorpion_build.train.randstainna import StainStatistics, fit_stain_statistics
 from scorpion_build.train.style import StyleAugmentation, build_style_augmentation
 
@@ -104,7 +103,10 @@ class Trainer:
         if self.device.type == "cuda":
             # fixed crop size: autotuned kernels pay off; CUDA runs are not bit-exact anyway
             torch.backends.cudnn.benchmark = True
-        self.data: LabelledData = load_labelled_data(config.data, config.classes)
+        self.source = load_training_data(
+            config.data, config.classes, config.train_scanners, config.seed, self.run_dir
+        )
+        self.data: LabelledData = self.source.data
         self.classes = list(self.data.classes)
         torch.manual_seed(config.seed)  # model initialisation
         self.model: nn.Module = build_model(
@@ -148,6 +150,10 @@ class Trainer:
             self._load_state()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(cfg_path, json.dumps(self.config.to_dict(), indent=2))
+        if self.source.split_table is not None:  # the by-slide split, kept for --resume
+            _atomic_write_text(
+                self.run_dir / SPLIT_FILE, self.source.split_table.to_csv(index=False)
+            )
         self.style = self._build_style(resuming=self.start_epoch > 0)
 
     def _build_style(self, resuming: bool) -> StyleAugmentation | None:
@@ -164,7 +170,7 @@ class Trainer:
                         f"color_space is {cfg.randstainna.color_space}; make them agree"
                     )
             else:
-                images = (read_rgb(item.image) for item in self.data.split("train"))
+                images = (item.read()[0] for item in self.data.split("train"))
                 stats = fit_stain_statistics(images, cfg.randstainna.color_space)
             stats.save(saved)
         return build_style_augmentation(
@@ -215,6 +221,10 @@ class Trainer:
             "sa": cfg.sa,
             "consistency_weight": cfg.consistency_weight,
             "seed": cfg.seed,
+            # what the model was trained on: benchmark warns when its data differ
+            "mpp": self.source.mpp,
+            "patch_px": cfg.size,
+            "train_scanners": self.source.scanners,
             "train_config": cfg.to_dict(),
         }
 

@@ -9,6 +9,10 @@ best any global affine could do: an affine least-squares fit to the ground truth
 same points), failed or wrong pairs (median error over 20 um), and seconds per pair.
 
     python benchmarks/bench_register.py --out /tmp/bench_register
+    python benchmarks/bench_register.py --out /tmp/bench_register_native --native
+
+``--native`` writes each scanner's own container (Aperio SVS, Ventana BIF with overlapping
+camera tiles, sparse Philips TIFF): the same suite, so the two runs compare like for like.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ SCENARIOS = (
 )
 
 
-def make_suite(out: Path, n_slides: int, width_um: float, height_um: float, seed: int) -> None:
+def make_suite(
+    out: Path, n_slides: int, width_um: float, height_um: float, seed: int, native: bool = False
+) -> None:
     if (out / "slides.csv").is_file():
         print(f"reusing the synthetic suite in {out}")
         return
@@ -52,6 +58,7 @@ def make_suite(out: Path, n_slides: int, width_um: float, height_um: float, seed
         seed=seed,
         scenarios=tuple(s for s in SCENARIOS if s.slide is None or s.slide < n_slides),
         distortion_um=3.0,
+        native=native,
     )
     t0 = time.perf_counter()
     synthesize(out, config)
@@ -149,9 +156,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--methods", default="robust,orb-affine")
+    ap.add_argument("--native", action="store_true", help="scanners' own containers")
     args = ap.parse_args()
     suite = args.out / "suite"
-    make_suite(suite, args.slides, args.width_um, args.height_um, args.seed)
+    make_suite(suite, args.slides, args.width_um, args.height_um, args.seed, args.native)
     for method in args.methods.split(","):
         build = BuildDir.at(args.out / f"build_{method}")
         build.write("slides", scan(suite / "slides.csv"))

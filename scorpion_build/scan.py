@@ -20,6 +20,13 @@ from scorpion_build.slide import Slide, SlideError
 from scorpion_build.tissue import FLUORESCENCE_NOTE, is_fluorescence
 
 SCORPION_SCANNERS = ("AT2", "GT450", "DP200", "P1000", "Philips")
+# Slide formats OpenSlide cannot read: the format's name and how to convert it to something
+# it reads (pyramidal OME-TIFF, or DICOM WSI).
+UNREADABLE_FORMATS = {
+    ".isyntax": ("Philips iSyntax", "isyntax2raw + raw2ometiff (Glencoe Software)"),
+    ".vsi": ("Olympus VSI", "bfconvert -pyramid-resolutions 6 -pyramid-scale 2 or QuPath"),
+    ".czi": ("Zeiss CZI", "bfconvert -pyramid-resolutions 6 -pyramid-scale 2 or QuPath"),
+}
 
 # Property names (openslide, tiffslide, vendor: aperio.MPP) that carry a level-0 mpp.
 MPP_KEYS = (".mpp-x", ".mpp-y", ".mpp")
@@ -82,6 +89,16 @@ def inspect_slide(path: str, mpp: object = None) -> dict:
     """Open a scan, read one tile at the coarsest and finest level to prove it decodes, and
     check its mpp (``mpp``: the slide table's override, um/px) and its background."""
     row: dict = {"path": path, "file_size": _file_size(path)}
+    unreadable = UNREADABLE_FORMATS.get(Path(path).suffix.lower())
+    if unreadable is not None:
+        name, tool = unreadable
+        row.update(
+            status="failed",
+            message=f"{path}: {name} is a format OpenSlide cannot read; convert it to "
+            f"pyramidal OME-TIFF ({tool}) or to DICOM WSI (e.g. wsidicomizer) and list "
+            "the converted file instead",
+        )
+        return row
     try:
         override = parse_override(mpp)
     except ValueError as exc:

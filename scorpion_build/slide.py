@@ -2,7 +2,8 @@
 
 One narrow class, :class:`Slide`, hides the vendor mess: levels with their true per-axis
 downsamples, mpp from metadata or an override, and reads that return RGB uint8 with white
-where the slide is transparent or out of bounds. Coordinates follow DESIGN.md 3.1.
+where the slide is transparent, out of bounds or outside the scanned area. Coordinates
+follow docs/contracts.md section 1.
 """
 
 from __future__ import annotations
@@ -10,22 +11,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 
 from scorpion_build import geometry as geo
-from scorpion_build.tiles import open_tile_reader
+from scorpion_build.backends import (
+    Reader,
+    SlideError,
+    flatten_on_white,
+    mpp_from_properties,
+    open_backend,
+    scanned_bounds,
+)
 
-Reader = Literal["auto", "openslide", "tiffslide", "image"]
-PLAIN_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
-# Plain images are read whole; refuse anything big enough to need a pyramid.
-MAX_PLAIN_IMAGE_PX = 100_000_000
+__all__ = ["Level", "MissingMppError", "Resampler", "Slide", "SlideError"]
 
-
-class SlideError(ValueError):
-    """A slide that cannot be used, with the file named and what to do about it."""
+# Largest region read at once (~1.2 GB RGB): a coarser level always exists in a real pyramid,
+# so only a file without one asks for more, and it fails with a message instead of swapping.
+MAX_READ_PX = 400_000_000
 
 
 class MissingMppError(SlideError):
@@ -59,7 +63,7 @@ class Slide:
         self.path = Path(path)
         if not self.path.exists():
             raise SlideError(f"{self.path}: file not found; check the path in the slide table")
-        self._backend, self.reader = _open_backend(self.path, reader)
+        self._backend, self.reader = open_backend(self.path, reader)
         props = self._backend.properties
         self.properties: dict[str, str] = dict(props)
         self.vendor: str = (
@@ -71,12 +75,13 @@ class Slide:
         self.levels: tuple[Level, ...] = tuple(
             Level(int(w), int(h), w0 / w, h0 / h) for w, h in self._backend.level_dimensions
         )
+        self.bounds = scanned_bounds(props, self.dimensions)
         if mpp is not None:
             mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp
             self._mpp: tuple[float, float] | None = (float(mx), float(my))
             self.mpp_source = "override"
         else:
-            self._mpp = _mpp_from_properties(props)
+            self._mpp = mpp_from_properties(props)
             self.mpp_source = "metadata" if self._mpp else "missing"
 
     # -- metadata ---------------------------------------------------------------------------
@@ -130,18 +135,19 @@ class Slide:
     def read(self, level: int, box: tuple[int, int, int, int]) -> np.ndarray:
         """Read ``box = (x, y, w, h)`` in integer level-``level`` pixels as RGB uint8 (h, w, 3).
 
-        Parts outside the level, and transparent pixels, are white.
+        Parts outside the level or outside the scanned area (:attr:`bounds`), and
+        transparent pixels, are white.
         """
         x, y, w, h = (int(v) for v in box)
         if w <= 0 or h <= 0:
             raise ValueError(f"empty box {box}")
-        lv = self.levels[level]
-        x0, y0 = max(x, 0), max(y, 0)
-        x1, y1 = min(x + w, lv.width), min(y + h, lv.height)
+        lx0, ly0, lx1, ly1 = self._level_bounds(level)
+        x0, y0 = max(x, lx0), max(y, ly0)
+        x1, y1 = min(x + w, lx1), min(y + h, ly1)
         if x1 <= x0 or y1 <= y0:
             return np.full((h, w, 3), 255, dtype=np.uint8)
         try:
-            rgb = _flatten_on_white(self._backend.read_level(level, x0, y0, x1 - x0, y1 - y0))
+            rgb = flatten_on_white(self._backend.read_level(level, x0, y0, x1 - x0, y1 - y0))
         except Exception as exc:
             raise SlideError(
                 f"{self.path}: cannot decode level {level} at ({x0}, {y0}) "
@@ -153,6 +159,19 @@ class Slide:
         out = np.full((h, w, 3), 255, dtype=np.uint8)
         out[y0 - y : y1 - y, x0 - x : x1 - x] = rgb
         return out
+
+    def _level_bounds(self, level: int) -> tuple[int, int, int, int]:
+        """Scanned area on level ``level`` as (x0, y0, x1, y1) px, widened to whole pixels."""
+        lv = self.levels[level]
+        if self.bounds is None:
+            return 0, 0, lv.width, lv.height
+        bx, by, bw, bh = self.bounds
+        return (
+            max(0, int(np.floor(bx / lv.downsample_x))),
+            max(0, int(np.floor(by / lv.downsample_y))),
+            min(lv.width, int(np.ceil((bx + bw) / lv.downsample_x))),
+            min(lv.height, int(np.ceil((by + bh) / lv.downsample_y))),
+        )
 
     def read_warped(
         self,
@@ -202,6 +221,12 @@ class Slide:
         by0 = (int(np.floor(corners[:, 1].min() - pad)) // k) * k
         bw = -(-(int(np.ceil(corners[:, 0].max() + pad)) - bx0) // k) * k
         bh = -(-(int(np.ceil(corners[:, 1].max() + pad)) - by0) // k) * k
+        if bw * bh > MAX_READ_PX:  # e.g. a thumbnail of a full-size slide without a pyramid
+            raise SlideError(
+                f"{self.path}: reading {bw}x{bh} px of level {level} for a "
+                f"{out_w}x{out_h} px output; the file has no level coarse enough - re-export "
+                "it as a pyramidal TIFF (e.g. vips tiffsave --pyramid --tile)"
+            )
         region = self.read(level, (bx0, by0, bw, bh))
         level0_to_region = geo.compose(geo.translation(-bx0, -by0), to_level)
         if k > 1:  # exact block means (INTER_AREA with an integer factor)
@@ -269,117 +294,3 @@ class Resampler:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(255, 255, 255),
         )
-
-
-# -- backends -------------------------------------------------------------------------------
-class _OpenSlideLike:
-    """openslide.OpenSlide and tiffslide.TiffSlide share this API.
-
-    Levels that are plain tiled TIFF pages are decoded directly (:mod:`scorpion_build.tiles`);
-    the library reads everything else.
-    """
-
-    def __init__(self, handle, path: Path | None = None) -> None:  # noqa: ANN001
-        self._h = handle
-        self.properties = handle.properties
-        self.level_dimensions = handle.level_dimensions
-        self._ds = handle.level_downsamples
-        self._tiles = open_tile_reader(path, self.level_dimensions) if path else None
-
-    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        if self._tiles is not None:
-            try:
-                out = self._tiles.read(level, x, y, w, h)
-            except Exception:  # an unusual tile: stop trying, the library handles it
-                self._tiles.close()
-                self._tiles = None
-                out = None
-            if out is not None:
-                return out
-        # Both libraries take the location in level-0 px and divide by their own downsample;
-        # multiply by that same value so the level pixel read is exactly (x, y).
-        ds = self._ds[level]
-        loc = (round(x * ds), round(y * ds))
-        return np.asarray(self._h.read_region(loc, level, (w, h)))
-
-    def close(self) -> None:
-        if self._tiles is not None:
-            self._tiles.close()
-        self._h.close()
-
-
-class _PlainImage:
-    def __init__(self, path: Path) -> None:
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise SlideError(f"{path}: not a readable image")
-        if img.ndim == 2:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-        elif img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-        else:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        self._img = img
-        self.properties: dict[str, str] = {}
-        self.level_dimensions = ((img.shape[1], img.shape[0]),)
-
-    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        return self._img[y : y + h, x : x + w].copy()  # callers may write to it
-
-    def close(self) -> None:
-        self._img = None
-
-
-def _open_backend(path: Path, reader: Reader):  # noqa: ANN202
-    errors: list[str] = []
-    order = ["openslide", "tiffslide", "image"] if reader == "auto" else [reader]
-    for name in order:
-        if name not in ("openslide", "tiffslide", "image"):
-            raise ValueError(f"unknown reader {name!r}; use auto, openslide, tiffslide or image")
-        try:
-            if name == "openslide":
-                import openslide
-
-                return _OpenSlideLike(openslide.OpenSlide(str(path)), path), name
-            if name == "tiffslide":
-                import tiffslide
-
-                return _OpenSlideLike(tiffslide.TiffSlide(str(path)), path), name
-            if path.suffix.lower() not in PLAIN_IMAGE_SUFFIXES:
-                raise SlideError("not a plain image suffix")
-            if path.stat().st_size > MAX_PLAIN_IMAGE_PX:
-                raise SlideError("too large for a plain image; convert to pyramidal TIFF")
-            return _PlainImage(path), name
-        except Exception as exc:  # each library raises its own types for unsupported files
-            errors.append(f"{name}: {exc.__class__.__name__}: {exc}")
-    hint = (
-        "the file may be truncated or corrupt (re-copy it), or in a format neither openslide "
-        "nor tiffslide reads (e.g. Philips iSyntax: convert it to TIFF first)"
-    )
-    raise SlideError(f"{path}: cannot open ({'; '.join(errors)}); {hint}")
-
-
-def _mpp_from_properties(props) -> tuple[float, float] | None:  # noqa: ANN001
-    for prefix in ("openslide", "tiffslide"):
-        try:
-            mx = float(props[f"{prefix}.mpp-x"])
-            my = float(props.get(f"{prefix}.mpp-y", mx))
-        except (KeyError, TypeError, ValueError):
-            continue
-        if mx > 0 and my > 0 and np.isfinite(mx) and np.isfinite(my):
-            return mx, my
-    return None
-
-
-def _flatten_on_white(arr: np.ndarray) -> np.ndarray:
-    """RGBA (straight alpha, as openslide-python and tiffslide return) -> RGB on white."""
-    if arr.ndim == 2:
-        return np.repeat(arr[..., None], 3, axis=2).astype(np.uint8)
-    rgb = np.ascontiguousarray(arr[..., :3], dtype=np.uint8)
-    if arr.shape[2] == 3:
-        return rgb
-    alpha = arr[..., 3]
-    if alpha.min() == 255:  # the common case: fully opaque, nothing to blend
-        return rgb
-    a = alpha.astype(np.float32)[..., None] / 255.0
-    return np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)

@@ -30,6 +30,7 @@ from scorpion_build.synth import (
     style_for,
     synthesize,
 )
+from scorpion_build.synth.labelled import write_train_set
 from scorpion_build.synth.writers import level_sizes
 
 SCANNERS = ("AT2", "GT450", "DP200", "P1000", "Philips")
@@ -462,3 +463,23 @@ def test_cli_writes_set_and_rejects_bad_scenario(tmp_path):
     assert truth.mpp("AT2") == 0.5 and truth.scenarios["P1000"] == ("rot180",)
     bad = runner.invoke(main, ["synth", str(tmp_path / "x"), "--scenario", "sideways"])
     assert bad.exit_code != 0 and "unknown scenario" in bad.output
+
+
+def test_hts_train_set_mixes_two_looks_within_each_split(tmp_path):
+    # 6 specimens of 16 tiles: 4 train, 1 val, 1 test; same tissue and masks in both sets
+    config = SynthConfig(labelled=True, n_train=96, patch_px=32, patch_mpp=2.0)
+    write_train_set(tmp_path / "one", config, ["LabScanA"])
+    write_train_set(tmp_path / "two", config, ["LabScanA", "LabScanB"])
+    split = pd.read_csv(tmp_path / "two" / "split.csv")
+    assert split.equals(pd.read_csv(tmp_path / "one" / "split.csv"))
+
+    def read(sub: str, kind: str, stem: str) -> np.ndarray:
+        return cv2.imread(str(tmp_path / sub / kind / f"{stem}.png"))
+
+    looks_in_train = set()
+    for stem, part in zip(split["stem"], split["split"], strict=True):
+        np.testing.assert_array_equal(read("one", "masks", stem), read("two", "masks", stem))
+        if part == "train":
+            same = np.array_equal(read("one", "images", stem), read("two", "images", stem))
+            looks_in_train.add(bool(same))
+    assert looks_in_train == {True, False}, "the train split holds tiles of both scanners"

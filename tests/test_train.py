@@ -179,6 +179,8 @@ def test_config_errors_name_the_key():
         TrainConfig.from_dict({"data": "d", "out": "o", "fda": {"band": 1}})
     with pytest.raises(ConfigError, match="sa: 'cyclegan'"):
         TrainConfig(data="d", out="o", sa="cyclegan")
+    with pytest.raises(ConfigError, match="loss: 'dice' is not one of"):
+        TrainConfig(data="d", out="o", loss="dice")
 
 
 def test_example_pipeline_config_is_valid():
@@ -272,6 +274,8 @@ def test_cli_runs_from_yaml_with_option_overrides(data_dir, tmp_path):
             str(out),
             "--epochs",
             "1",
+            "--loss",
+            "l1-mean",
             "--quiet",
             "--device",
             "cpu",
@@ -281,6 +285,7 @@ def test_cli_runs_from_yaml_with_option_overrides(data_dir, tmp_path):
     assert "best epoch 1" in result.output
     saved = json.loads((out / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["fda"]["beta"] == 0.02 and saved["sa"] == "fda"
+    assert saved["loss"] == "l1-mean"
 
 
 def test_cli_reports_bad_data_clearly(tmp_path):
@@ -319,7 +324,14 @@ def test_predict_labels_pads_to_the_stride_and_crops_back():
 def test_cli_help_lists_the_options():
     result = CliRunner().invoke(main, ["train", "--help"])
     assert result.exit_code == 0
-    for option in ("--sa", "--consistency-weight", "--encoder-weights", "--resume", "--config"):
+    for option in (
+        "--sa",
+        "--loss",
+        "--consistency-weight",
+        "--encoder-weights",
+        "--resume",
+        "--config",
+    ):
         assert option in result.output
 
 

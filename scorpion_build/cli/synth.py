@@ -66,6 +66,13 @@ def _mpp_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str,
     "blank:P1000:1, rot90::0 (every non-reference scanner of slide 0). Repeatable.",
 )
 @click.option("--distortion-um", type=float, default=3.0, show_default=True)
+@click.option(
+    "--native",
+    is_flag=True,
+    help="Write each scanner's own container: AT2/GT450 Aperio .svs, DP200 Ventana .bif "
+    "(overlapping camera tiles), P1000 MIRAX .mrxs + folder, Philips .tiff (sparse); other "
+    "names keep .svs/.tif.",
+)
 @click.option("--labelled", is_flag=True, help="Also write train/ and paired/ patch sets.")
 @click.option("--n-train", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--n-paired-slides", type=click.IntRange(min=1), default=2, show_default=True)
@@ -78,7 +85,8 @@ def command(
 ) -> None:
     """Write synthetic multi-scanner slides, their slide table and ground truth to OUT_DIR.
 
-    OUT_DIR/slides.csv lists the scans (OUT_DIR/{slide_id}/{scanner}.svs|.tif);
+    OUT_DIR/slides.csv lists the scans (OUT_DIR/{slide_id}/{scanner}.svs|.tif, or with
+    --native .svs|.bif|.mrxs|.tiff);
     OUT_DIR/truth/{slide_id}.json holds the exact reference -> scanner pixel maps;
     OUT_DIR/annotations/{slide_id}.geojson the true tissue classes (for --annotations).
     """
@@ -98,6 +106,7 @@ def command(
             texture_mpp=opts["texture_mpp"],
             scenarios=tuple(Scenario.parse(s) for s in opts["scenarios"]),
             distortion_um=opts["distortion_um"],
+            native=opts["native"],
             labelled=opts["labelled"],
             n_train=opts["n_train"],
             n_paired_slides=opts["n_paired_slides"],

@@ -17,6 +17,7 @@ _OPTION_KEYS = {
     "sa": "sa",
     "consistency_weight": "consistency_weight",
     "consistency_gradient": "consistency_gradient",
+    "loss": "loss",
     "epochs": "epochs",
     "batch_size": "batch_size",
     "lr": "lr",
@@ -72,6 +73,12 @@ _OPTION_KEYS = {
     type=click.Choice(["both", "stop-clean"]),
     help="Consistency gradient through both branches, or the clean one detached.  [default: both]",
 )
+@click.option(
+    "--loss",
+    type=click.Choice(["gdl", "l1-mean"]),
+    help="Dice form of both terms: generalised Dice (Sudre 2017, per batch) or the per-tile "
+    "class mean with an L1 consistency Dice.  [default: gdl]",
+)
 @click.option("--epochs", type=int, help="Epochs.  [default: 50]")
 @click.option("--batch-size", type=int, help="Images per batch.  [default: 8]")
 @click.option("--lr", type=float, help="Adam learning rate.  [default: 1e-4]")
@@ -115,7 +122,8 @@ _OPTION_KEYS = {
 def command(ctx: click.Context, config_file: str | None, resume: bool, **options):
     """Train a segmentation model with SimCons (SCORPION paper).
 
-    Loss: supervised Dice(F(x), y) + lambda * consistency Dice(F(x), F(SA(x))). Writes
+    Loss: supervised Dice(F(x), y) + lambda * consistency Dice(F(x), F(SA(x))), both
+    generalised Dice by default (--loss). Writes
     best.pt/.json (checkpoint), metrics.csv, state.pt (for --resume) and summary.json to
     --out.
     """

@@ -21,6 +21,20 @@ DEFAULT_SVS_SCANNERS: tuple[str, ...] = ("AT2", "GT450")
 # Written without resolution tags, so the slide table must supply their mpp.
 DEFAULT_NO_MPP_SCANNERS: tuple[str, ...] = ("P1000",)
 DEFAULT_MPP = 0.25  # for scanner names outside SCANNER_MPP
+# With ``native``: each scanner's own container (docs/contracts.md, "Synthetic containers").
+NATIVE_CONTAINERS: dict[str, str] = {
+    "AT2": "svs",
+    "GT450": "svs",
+    "DP200": "bif",
+    "P1000": "mirax",
+    "Philips": "philips",
+}
+CONTAINER_SUFFIX = {"svs": "svs", "tiff": "tif", "bif": "bif", "philips": "tiff", "mirax": "mrxs"}
+# Containers made of overlapping camera images (their level-0 size is the camera grid's).
+CAMERA_CONTAINERS = frozenset({"bif", "mirax"})
+# Most pixels a side of the specimen raster every scan is resampled from: OpenCV's remap
+# addresses its source with 16-bit integers, and memory grows with its area.
+MAX_SPECIMEN_PX = 10_000
 
 SCENARIOS: dict[str, str] = {
     "rot90": "scan rotated by 90 degrees",
@@ -98,6 +112,7 @@ class SynthConfig:
     # scanner -> level-0 um/px; missing names fall back to SCANNER_MPP, then DEFAULT_MPP
     scanner_mpp: Mapping[str, float] = field(default_factory=dict)
     svs_scanners: tuple[str, ...] = DEFAULT_SVS_SCANNERS
+    # (only generic TIFFs can lack an mpp: every native container carries one)
     no_mpp_scanners: tuple[str, ...] = DEFAULT_NO_MPP_SCANNERS
     # resolution of the specimen raster every scan is resampled from
     canonical_mpp: float = 0.5
@@ -114,6 +129,7 @@ class SynthConfig:
     tile_px: int = 256
     downsample: int = 4
     compression: str = "jpeg"  # or "deflate"
+    native: bool = False  # scanners' own containers (NATIVE_CONTAINERS)
     # labelled sets for the trainer
     labelled: bool = False
     n_train: int = 64
@@ -124,6 +140,21 @@ class SynthConfig:
 
     def mpp_of(self, scanner: str) -> float:
         return float(self.scanner_mpp.get(scanner, SCANNER_MPP.get(scanner, DEFAULT_MPP)))
+
+    def container_of(self, scanner: str) -> str:
+        """ "svs", "tiff", "bif" (Ventana) or "philips" (Philips TIFF) for this scanner."""
+        if self.native and scanner in NATIVE_CONTAINERS:
+            return NATIVE_CONTAINERS[scanner]
+        return "svs" if scanner in self.svs_scanners else "tiff"
+
+    def writes_mpp(self, scanner: str) -> bool:
+        """Whether the scan's file carries its mpp (else the slide table supplies it)."""
+        return not (scanner in self.no_mpp_scanners and self.container_of(scanner) == "tiff")
+
+    def specimen_mpp(self) -> float:
+        """um/px of the specimen raster: ``canonical_mpp``, coarsened for large slides so
+        the raster stays within :data:`MAX_SPECIMEN_PX` a side (bounded memory)."""
+        return max(self.canonical_mpp, max(self.width_um, self.height_um) / MAX_SPECIMEN_PX)
 
     def scenarios_for(self, slide_index: int, scanner: str) -> tuple[str, ...]:
         """Scenario names that apply to this scan, in a fixed order (the reference gets none)."""
@@ -157,11 +188,10 @@ class SynthConfig:
             raise SynthConfigError(f"--texture {self.texture}: file not found")
         if not 0.1 <= self.canonical_mpp <= 4.0:
             raise SynthConfigError("canonical_mpp must lie in [0.1, 4] um/px")
-        # the renderer's cv2.remap addresses the specimen raster with 16-bit integers
-        if max(self.width_um, self.height_um) / self.canonical_mpp > 32_000:
+        if max(self.width_um, self.height_um) > 100_000:
             raise SynthConfigError(
-                f"a {self.width_um:g} x {self.height_um:g} um specimen at {self.canonical_mpp} "
-                "um/px exceeds 32000 px a side; shrink it or raise canonical_mpp"
+                f"a {self.width_um:g} x {self.height_um:g} um specimen is larger than a glass "
+                "slide (75 x 25 mm); use at most 100000 um a side"
             )
         if self.tile_px % 16 or self.tile_px < 16:
             raise SynthConfigError("tile_px must be a positive multiple of 16 (e.g. 256, 512)")

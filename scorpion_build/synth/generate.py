@@ -3,7 +3,9 @@
 Layout::
 
     OUT_DIR/slides.csv                      slide_id,scanner,path,mpp
-    OUT_DIR/{slide_id}/{scanner}.svs|.tif   one scan per scanner
+    OUT_DIR/{slide_id}/{scanner}.svs|.tif   one scan per scanner (with ``native``: .svs,
+                                            .bif, .mrxs + folder, .tiff: each scanner's
+                                            own container)
     OUT_DIR/truth/{slide_id}.json           exact geometry (see truth.py)
     OUT_DIR/annotations/{slide_id}.geojson  true tissue classes as QuPath-style GeoJSON
     OUT_DIR/train/, OUT_DIR/paired/         labelled sets, with ``labelled=True``
@@ -12,7 +14,8 @@ Layout::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,9 @@ import pandas as pd
 
 from scorpion_build.parallel import single_threaded
 from scorpion_build.synth.annotations import write_truth_geojson
-from scorpion_build.synth.config import SynthConfig
+from scorpion_build.synth.config import CAMERA_CONTAINERS, CONTAINER_SUFFIX, SynthConfig
+from scorpion_build.synth.mirax import write_mirax
+from scorpion_build.synth.native import camera_grid, tissue_tiles, write_bif, write_philips
 from scorpion_build.synth.placement import (
     ScanGeometry,
     random_geometry,
@@ -28,7 +33,7 @@ from scorpion_build.synth.placement import (
 )
 from scorpion_build.synth.render import render_tile_rows
 from scorpion_build.synth.seeds import rng_for
-from scorpion_build.synth.styles import GLASS_CODES, style_for
+from scorpion_build.synth.styles import GLASS_CODES, ScannerStyle, style_for
 from scorpion_build.synth.texture import specimen_from_texture
 from scorpion_build.synth.tissue import Specimen, generate_specimen
 from scorpion_build.synth.truth import SlideTruth
@@ -42,9 +47,9 @@ def slide_id_for(index: int) -> str:
 
 
 def scan_path(config: SynthConfig, slide_id: str, scanner: str) -> str:
-    """Path of a scan relative to OUT_DIR: ``.svs`` for Aperio scanners, else ``.tif``."""
-    ext = "svs" if scanner in config.svs_scanners else "tif"
-    return f"{slide_id}/{scanner}.{ext}"
+    """Path of a scan relative to OUT_DIR, its suffix the container's (``.svs``, ``.tif``,
+    ``.bif``, ``.tiff``, ``.mrxs``)."""
+    return f"{slide_id}/{scanner}.{CONTAINER_SUFFIX[config.container_of(scanner)]}"
 
 
 def specimen_for(config: SynthConfig, index: int) -> Specimen:
@@ -57,7 +62,7 @@ def specimen_for(config: SynthConfig, index: int) -> Specimen:
     return generate_specimen(
         config.width_um,
         config.height_um,
-        config.canonical_mpp,
+        config.specimen_mpp(),
         rng_for(config.seed, "specimen", index),
     )
 
@@ -98,7 +103,7 @@ def _synthesize(
         truth.save(out)
         write_truth_geojson(out, truth)
         for scanner in config.scanners:
-            mpp = truth.mpp(scanner) if scanner in config.no_mpp_scanners else math.nan
+            mpp = math.nan if config.writes_mpp(scanner) else truth.mpp(scanner)
             rows.append((slide_id, scanner, scan_path(config, slide_id, scanner), mpp))
     table = pd.DataFrame(rows, columns=["slide_id", "scanner", "path", "mpp"])
     tmp = out / (SLIDE_TABLE + ".tmp")
@@ -149,27 +154,13 @@ def _write_slide(
         style = style_for(scanner, names)
         source = _scene(specimen, names, config, index, scanner)
         path = scan_path(config, slide_id, scanner)
+        if config.container_of(scanner) in CAMERA_CONTAINERS:
+            # camera tiles fix the level-0 size: the field of view grows to whole tiles
+            layout = camera_grid(geom.width_px, geom.height_px)
+            geom = replace(geom, width_px=layout.width, height_px=layout.height)
         say(f"{slide_id} {scanner}: {geom.width_px}x{geom.height_px} px at {mpp} um/px")
-        tile_rows = render_tile_rows(
-            style.colourize(source.stains, source.mpp),
-            source.mpp,
-            geom,
-            style,
-            rng_for(config.seed, "noise", index, scanner),
-            tile_px=config.tile_px,
-        )
-        write_pyramid(
-            out / path,
-            tile_rows,
-            geom.width_px,
-            geom.height_px,
-            flavour="svs" if path.endswith(".svs") else "tiff",
-            mpp=None if scanner in config.no_mpp_scanners else mpp,
-            tile_px=config.tile_px,
-            downsample=config.downsample,
-            compression=config.compression,
-            jpeg_quality=style.jpeg_quality,
-        )
+        noise = rng_for(config.seed, "noise", index, scanner)
+        _write_scan(out / path, config, scanner, geom, source, style, noise)
         geometries[scanner], scenarios[scanner], styles[scanner] = geom, names, style.to_dict()
     return SlideTruth(
         slide_id=slide_id,
@@ -180,6 +171,82 @@ def _write_slide(
         labels_mpp=specimen.mpp,
         styles=styles,
     )
+
+
+def _write_scan(
+    path: Path,
+    config: SynthConfig,
+    scanner: str,
+    geom: ScanGeometry,
+    source: Specimen,
+    style: ScannerStyle,
+    noise: np.random.Generator,
+) -> None:
+    """Render one scan through ``geom`` and write it in the scanner's container."""
+    mpp, tile = config.mpp_of(scanner), config.tile_px
+    colours = style.colourize(source.stains, source.mpp)
+
+    def rows(geometry: ScanGeometry) -> Iterator[np.ndarray]:
+        return render_tile_rows(colours, source.mpp, geometry, style, noise, tile_px=tile)
+
+    codec = dict(compression=config.compression, jpeg_quality=style.jpeg_quality)
+    container = config.container_of(scanner)
+    size = (geom.width_px, geom.height_px)
+    if container in CAMERA_CONTAINERS:
+        _write_camera_scan(path, container, geom, rows, source, mpp, tile, codec)
+    elif container == "philips":
+        keep = tissue_tiles(source.labels, source.mpp, geom.px_to_specimen, size, mpp, tile)
+        write_philips(
+            path,
+            rows(geom),
+            *size,
+            mpp=mpp,
+            keep=lambda ty, tx: bool(keep[ty, tx]),
+            tile_px=tile,
+            **codec,
+        )
+    else:
+        write_pyramid(
+            path,
+            rows(geom),
+            *size,
+            flavour=container,
+            mpp=mpp if config.writes_mpp(scanner) else None,
+            tile_px=tile,
+            downsample=config.downsample,
+            **codec,
+        )
+
+
+def _write_camera_scan(
+    path: Path,
+    container: str,
+    geom: ScanGeometry,
+    rows: Callable[[ScanGeometry], Iterator[np.ndarray]],
+    source: Specimen,
+    mpp: float,
+    tile: int,
+    codec: dict,
+) -> None:
+    """A Ventana BIF or a MIRAX: overlapping camera images cut from one rendered scene."""
+    size = (geom.width_px, geom.height_px)
+    layout = camera_grid(*size)
+    # render whole tiles past the camera grid's edge; the writers crop the camera images
+    padded = replace(
+        geom, width_px=-(-size[0] // tile) * tile, height_px=-(-size[1] // tile) * tile
+    )
+    if container == "bif":
+        write_bif(path, rows(padded), layout, mpp=mpp, render_tile_px=tile, **codec)
+        return
+    # a P1000 scans only the camera fields with tissue
+    fields = tissue_tiles(
+        source.labels, source.mpp, geom.px_to_specimen, size, mpp, layout.tile_px,
+        pitch_px=layout.advance_px,
+    )  # fmt: skip
+    write_mirax(
+        path, rows(padded), layout, mpp=mpp, scanned=fields, render_tile_px=tile,
+        jpeg_quality=codec["jpeg_quality"],
+    )  # fmt: skip
 
 
 def _scene(

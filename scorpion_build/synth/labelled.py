@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -37,17 +38,31 @@ def write_labelled_sets(out_dir: str | Path, config: SynthConfig) -> None:
     write_paired_set(out / "paired", config)
 
 
-def write_train_set(folder: Path, config: SynthConfig) -> None:
-    """``config.n_train`` patches in the reference scanner's style, with masks and splits."""
+def write_train_set(
+    folder: Path, config: SynthConfig, scanners: Sequence[str] | None = None
+) -> None:
+    """``config.n_train`` patches with masks and splits, in the reference scanner's style.
+
+    ``scanners`` gives other looks instead, dealt out in turn to the specimens of each
+    split, so every split with two or more specimens holds each look (two names make an
+    HTS-like set from two scanners). A name outside the SCORPION five gets a reproducible
+    variation of the AT2 look (:func:`~scorpion_build.synth.styles.style_for`), a scanner
+    the paired set never shows.
+    """
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(parents=True, exist_ok=True)
-    style = style_for(config.reference)
+    looks = [style_for(name) for name in (scanners or [config.reference])]
     n_specimens = math.ceil(config.n_train / _PATCHES_PER_SPECIMEN)
-    stems, owners = [], []
-    for s in range(n_specimens):
-        want = min(_PATCHES_PER_SPECIMEN, config.n_train - len(stems))
+    counts = [min(_PATCHES_PER_SPECIMEN, config.n_train - s * _PATCHES_PER_SPECIMEN)
+              for s in range(n_specimens)]  # fmt: skip
+    owners = [s for s, n in enumerate(counts) for _ in range(n)]
+    splits = group_splits(owners, n_specimens, rng_for(config.seed, "split"))
+    look_of = _deal_looks(owners, splits, len(looks))
+    stems = []
+    for s, want in enumerate(counts):
         rng = rng_for(config.seed, "train", s)
         specimen = _patch_specimen(config, want, rng)
+        style = looks[look_of[s]]
         rgb = style.colourize(specimen.stains, specimen.mpp)
         bank = _bank(style, config.patch_px, rng)
         for p, (x, y) in enumerate(_patch_origins(specimen.labels, config.patch_px, want, rng)):
@@ -57,8 +72,6 @@ def write_train_set(folder: Path, config: SynthConfig) -> None:
             _write(folder / "images" / f"{stem}.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             _write(folder / "masks" / f"{stem}.png", mask)
             stems.append(stem)
-            owners.append(s)
-    splits = group_splits(owners, n_specimens, rng_for(config.seed, "split"))
     lines = ["stem,split"] + [f"{a},{b}" for a, b in zip(stems, splits, strict=True)]
     (folder / "split.csv").write_text("\n".join(lines) + "\n")
     (folder / "classes.json").write_text(json.dumps(CLASSES) + "\n")
@@ -130,6 +143,18 @@ def _scanner_output(
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+
+
+def _deal_looks(owners: list[int], splits: list[str], n_looks: int) -> dict[int, int]:
+    """Look index per specimen: dealt in turn within each split, by specimen order."""
+    split_of = dict(zip(owners, splits, strict=True))
+    dealt: dict[str, int] = {}
+    look_of = {}
+    for s in sorted(split_of):
+        k = dealt.get(split_of[s], 0)
+        look_of[s] = k % n_looks
+        dealt[split_of[s]] = k + 1
+    return look_of
 
 
 def _write(path: Path, image: np.ndarray, params: list[int] | None = None) -> None:

@@ -11,6 +11,8 @@ from scorpion_build import geometry as geo
 from scorpion_build.synth.placement import ScanGeometry
 from scorpion_build.synth.styles import NoiseBank, ScannerStyle
 
+_TILES_PER_REMAP = 64  # 64 x 256 px stacked = 16,384 rows, well inside OpenCV's 32,767
+
 
 def render_tile_rows(
     specimen_rgb: np.ndarray,
@@ -44,15 +46,21 @@ def render_tile_rows(
     n_x = geometry.width_px // tile_px
     for row0 in range(0, geometry.height_px, tile_px):
         map_x, map_y = geometry.sample_maps(row0, row0 + tile_px, post, chunk_cols=tile_px)
-        # tiles stacked vertically form one 2-D map, so remap fills them all in one call
-        tiles = cv2.remap(
-            specimen_rgb,
-            map_x.reshape(n_x * tile_px, tile_px),
-            map_y.reshape(n_x * tile_px, tile_px),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=glass,
-        )
+        tiles = np.empty((n_x, tile_px, tile_px, 3), np.uint8)
+        # tiles stacked vertically form one 2-D map, so one remap fills many tiles; OpenCV
+        # refuses images over 32,767 px a side, so a wide slide takes several calls
+        for t0 in range(0, n_x, _TILES_PER_REMAP):
+            t1 = min(n_x, t0 + _TILES_PER_REMAP)
+            rows = (t1 - t0) * tile_px
+            tiles[t0:t1] = cv2.remap(
+                specimen_rgb,
+                map_x[t0:t1].reshape(rows, tile_px),
+                map_y[t0:t1].reshape(rows, tile_px),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=glass,
+            ).reshape(t1 - t0, tile_px, tile_px, 3)
+        tiles = tiles.reshape(n_x * tile_px, tile_px, 3)
         if bank is not None:
             tiles = bank.apply(tiles, rng)
         yield tiles.reshape(n_x, tile_px, tile_px, 3)

@@ -1,8 +1,10 @@
 """Pyramidal TIFF writers in the layouts slide readers meet: Aperio SVS and generic TIFF.
 
-Both write level 0 tile by tile from a stream of tile rows (memory stays bounded), build each
-reduced level by exact area averaging with an integer downsample, and stop once a level
-fits in ``max_top_px``. Layouts, as OpenSlide and tifffile/tiffslide detect them:
+Both write level 0 tile by tile from a stream of tile rows and each reduced level, exact
+area averages with an integer downsample, from a temporary spool (:mod:`.pyramid`), so
+memory is bounded by one strip whatever the slide size; they stop once a level fits in
+``max_top_px``. The scanners' own containers (BIF, Philips TIFF) are in :mod:`.native`.
+Layouts, as OpenSlide and tifffile/tiffslide detect them:
 
 - Aperio SVS: ImageDescription starting ``Aperio Image Library``, with ``|MPP = ...`` and
   ``|AppMag = ...``; pages level 0, thumbnail (stripped), then the reduced levels (tiled,
@@ -17,9 +19,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 import tifffile
+
+from scorpion_build.synth.pyramid import (
+    LevelSpool,
+    strips_from_tile_rows,
+    thumbnail,
+    write_levels,
+)
 
 Flavour = Literal["svs", "tiff"]
 _SOFTWARE = "scorpion-build synth"
@@ -68,72 +76,65 @@ def write_pyramid(
     if flavour == "svs" and mpp is None:
         raise ValueError(f"{path}: an Aperio SVS needs an mpp; use flavour='tiff' to omit it")
     sizes = level_sizes(width, height, downsample, max_top_px)
-    reduced = np.empty((sizes[1][1], sizes[1][0], 3), np.uint8) if len(sizes) > 1 else None
-    codec: dict = {"compression": compression}
-    if compression == "jpeg":
-        codec["compressionargs"] = {"level": int(jpeg_quality)}
-    common = dict(photometric="rgb", metadata=None, software=_SOFTWARE, **codec)
-    tiles = _tiles(tile_rows, width, height, tile_px, downsample, reduced)
-    with tifffile.TiffWriter(path, bigtiff=width * height * 3 > _BIGTIFF_RAW_BYTES) as tif:
-        tif.write(
-            tiles,
-            shape=(height, width, 3),
-            dtype=np.uint8,
-            tile=(tile_px, tile_px),
-            description=_description(flavour, sizes, 0, tile_px, jpeg_quality, mpp),
-            **_resolution(flavour, mpp, 1.0),
+    common = page_common(compression, jpeg_quality)
+
+    def options(k: int) -> dict:
+        return dict(
+            subfiletype=0 if flavour == "svs" or k == 0 else 1,
+            description=_description(flavour, sizes, k, tile_px, jpeg_quality, mpp),
+            **_resolution(flavour, mpp, float(downsample**k)),
             **common,
         )
-        if flavour == "svs":
-            thumb = _thumbnail(reduced if reduced is not None else None, sizes)
-            if thumb is not None:
-                tif.write(
-                    thumb,
-                    description=f"{_APERIO} \r\n{width}x{height} -> "
-                    f"{thumb.shape[1]}x{thumb.shape[0]} - ",
-                    **common,
-                )
-        level = reduced
-        for k in range(1, len(sizes)):
-            if k > 1:
-                level = cv2.resize(level, sizes[k], interpolation=cv2.INTER_AREA)
-            tif.write(
-                level,
-                tile=(tile_px, tile_px),
-                subfiletype=0 if flavour == "svs" else 1,
-                description=_description(flavour, sizes, k, tile_px, jpeg_quality, mpp),
-                **_resolution(flavour, mpp, float(downsample**k)),
-                **common,
-            )
+
+    def thumbnail_page(level1: LevelSpool | None) -> None:
+        # Aperio puts a stripped thumbnail between level 0 and the reduced levels
+        if flavour != "svs" or level1 is None:
+            return
+        w1, h1 = sizes[1]
+        scale = min(1.0, 768.0 / max(w1, h1))
+        size = (max(1, round(w1 * scale)), max(1, round(h1 * scale)))
+        thumb = thumbnail(level1.strips(tile_px), size, h1)
+        desc = f"{_APERIO} \r\n{width}x{height} -> {size[0]}x{size[1]} - "
+        tif.write(thumb, description=desc, **common)
+
+    with tifffile.TiffWriter(path, bigtiff=needs_bigtiff(width, height)) as tif:
+        write_levels(
+            tif,
+            checked_strips(tile_rows, width, height, tile_px),
+            sizes,
+            tile_px,
+            options,
+            after_level0=thumbnail_page,
+        )
     return sizes
 
 
-def _tiles(
-    tile_rows: Iterable[np.ndarray],
-    width: int,
-    height: int,
-    tile_px: int,
-    downsample: int,
-    reduced: np.ndarray | None,
+def page_common(compression: str, jpeg_quality: int, software: str = _SOFTWARE) -> dict:
+    """``tif.write`` options every page of a synthetic slide shares."""
+    codec: dict = {"compression": compression}
+    if compression == "jpeg":
+        codec["compressionargs"] = {"level": int(jpeg_quality)}
+    # one encoder thread: tifffile's threaded encoding reads ahead up to 256 MB of tiles,
+    # which would dominate memory at full slide size; the synth is single-threaded anyway
+    return dict(photometric="rgb", metadata=None, software=software, maxworkers=1, **codec)
+
+
+def needs_bigtiff(width: int, height: int) -> bool:
+    return width * height * 3 > _BIGTIFF_RAW_BYTES
+
+
+def checked_strips(
+    tile_rows: Iterable[np.ndarray], width: int, height: int, tile_px: int
 ) -> Iterator[np.ndarray]:
-    """Level-0 tiles in row-major order; fills ``reduced`` (level 1) on the way."""
-    n_x, row = width // tile_px, 0
-    small = tile_px // downsample
-    for tiles in tile_rows:
-        if tiles.shape != (n_x, tile_px, tile_px, 3):
-            raise ValueError(f"a row of tiles has shape {tiles.shape}, expected {n_x} tiles")
-        if reduced is not None:
-            # area averaging never crosses a tile edge (tile_px % downsample == 0), so the
-            # tiles can be reduced stacked and laid side by side afterwards
-            stacked = tiles.reshape(n_x * tile_px, tile_px, 3)
-            shrunk = cv2.resize(stacked, (small, n_x * small), interpolation=cv2.INTER_AREA)
-            reduced[row // downsample : row // downsample + small] = (
-                shrunk.reshape(n_x, small, small, 3).transpose(1, 0, 2, 3).reshape(small, -1, 3)
-            )
-        yield from tiles
-        row += tile_px
-    if row != height:
-        raise ValueError(f"tile rows covered {row} rows, expected {height}")
+    """Level-0 strips from rendered tile rows, checking that they cover the level exactly."""
+    n_x, rows = width // tile_px, 0
+    for strip in strips_from_tile_rows(tile_rows):
+        if strip.shape != (tile_px, n_x * tile_px, 3):
+            raise ValueError(f"a row of tiles makes a strip {strip.shape}, expected {n_x} tiles")
+        rows += tile_px
+        yield strip
+    if rows != height:
+        raise ValueError(f"tile rows covered {rows} rows, expected {height}")
 
 
 def _description(
@@ -160,12 +161,3 @@ def _resolution(flavour: Flavour, mpp: float | None, downsample: float) -> dict:
         return {}
     px_per_cm = 1e4 / (mpp * downsample)
     return {"resolution": (px_per_cm, px_per_cm), "resolutionunit": "CENTIMETER"}
-
-
-def _thumbnail(level1: np.ndarray | None, sizes: list[tuple[int, int]]) -> np.ndarray | None:
-    if level1 is None:
-        return None
-    h, w = level1.shape[:2]
-    scale = min(1.0, 768.0 / max(w, h))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(level1, size, interpolation=cv2.INTER_AREA)

@@ -18,7 +18,7 @@ import yaml
 
 from scorpion_build.train.augment import TaskAugment
 from scorpion_build.train.colorspace import check_color_space
-from scorpion_build.train.losses import GRADIENT_MODES
+from scorpion_build.train.losses import GRADIENT_MODES, LOSS_FORMS
 from scorpion_build.train.style import FDA, STYLE_AUGMENTATIONS, ColorJitter
 
 
@@ -41,10 +41,11 @@ class TrainConfig:
     """Everything that defines a training run (paper defaults, DESIGN.md section 1).
 
     Units: ``size`` is the square training crop in pixels; ``lr`` is Adam's step size;
-    ``consistency_weight`` is SimCons' lambda. With a style augmentation and lambda = 0 the
-    style-augmented image is the training input (plain style augmentation); with lambda > 0
-    the supervised term sees the task-augmented image and the consistency term compares
-    its prediction with that of its style-augmented copy (SimCons).
+    ``consistency_weight`` is SimCons' lambda; ``loss`` the Dice form of both terms
+    (:data:`~scorpion_build.train.losses.LOSS_FORMS`). With a style augmentation and
+    lambda = 0 the style-augmented image is the training input (plain style augmentation);
+    with lambda > 0 the supervised term sees the task-augmented image and the consistency
+    term compares its prediction with that of its style-augmented copy (SimCons).
     ``val_style_consistency`` adds, per epoch, the Dice between predictions of each
     validation tile and of its style-augmented copy (one more inference pass).
     """
@@ -54,6 +55,7 @@ class TrainConfig:
     sa: str = "none"
     consistency_weight: float = 0.3
     consistency_gradient: str = "both"
+    loss: str = "gdl"
     epochs: int = 50
     batch_size: int = 8
     lr: float = 1e-4
@@ -81,6 +83,8 @@ class TrainConfig:
                 f"consistency_gradient: {self.consistency_gradient!r} is not one of "
                 f"{list(GRADIENT_MODES)}"
             )
+        if self.loss not in LOSS_FORMS:
+            raise ConfigError(f"loss: {self.loss!r} is not one of {list(LOSS_FORMS)}")
         if self.consistency_weight < 0:
             raise ConfigError(f"consistency_weight: must be >= 0, got {self.consistency_weight}")
         if isinstance(self.train_scanners, str):  # "AT2,P1000" from YAML, as on the CLI

@@ -280,7 +280,9 @@ class Trainer:
             clean, style = logits.chunk(2)
         else:
             clean, style = logits, None
-        parts = simcons_loss(clean, mask, style, cfg.consistency_weight, cfg.consistency_gradient)
+        parts = simcons_loss(
+            clean, mask, style, cfg.consistency_weight, cfg.consistency_gradient, cfg.loss
+        )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(parts.total).backward()
         self.scaler.step(self.optimizer)

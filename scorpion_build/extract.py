@@ -1,9 +1,10 @@
-"""Region -> one aligned patch per scanner -> ``patches.zarr``, one Dask task per slide.
+"""Region -> one aligned patch per scanner -> ``patches.zarr``: sampling one task per slide,
+extraction one task per sample (:mod:`scorpion_build.parallel`).
 
-Each task opens its own slides, reads every patch once at the output resolution, refines
-each non-reference patch locally against the reference patch, writes its own Zarr chunks,
-and returns manifest rows. Finished samples are marked in ``BUILD/.state/extract`` so an
-interrupted run resumes where it stopped.
+Each extraction task opens its slides (or reuses the ones its process opened), reads every
+patch once at the output resolution, refines each non-reference patch locally against the
+reference patch, writes its own Zarr chunks, and returns manifest rows. Finished samples are
+marked in ``BUILD/.state/extract`` so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from scorpion_build.labels import (
 )
 from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
 from scorpion_build.mpp import upsample_note
-from scorpion_build.parallel import run_tasks
+from scorpion_build.parallel import cached, run_tasks
 from scorpion_build.sample import (
     MIN_TISSUE_FRACTION,
     field_too_small,
@@ -298,38 +299,37 @@ def refine(
     return geo.compose(m, total), result
 
 
-def extract_slide(
-    task: dict,
-    config: ExtractConfig,
-    zarr_path: str,
-    samples: list[dict],
-    scanners: list[str],
-    state_dir: str,
+def extract_sample(
+    item: dict, config: ExtractConfig, zarr_path: str, scanners: list[str], state_dir: str
 ) -> list[dict]:
-    """Write every scanner's patch of each of this slide's samples; return patch rows."""
+    """Task: write every scanner's patch of one sample; return its patch rows.
+
+    ``item`` holds the slide's task (``slide_tasks``) and the sample (a regions row with its
+    store ``index``). The slides and the store stay open in the process for its next
+    samples (:func:`scorpion_build.parallel.cached`). The finished sample is marked in
+    ``state_dir``: a marked sample returns its recorded rows, so a resumed run skips it.
+    """
     cv2.setNumThreads(1)
+    task, sample = item["task"], item["sample"]
+    marker = Path(state_dir) / f"{sample['sample_id']}.json"
+    if marker.is_file():  # finished by an earlier, interrupted run
+        return json.loads(marker.read_text())
     # Every patch chunk is written: skipping zarr's "all fill value?" test saves ~30 ms/patch
-    group = zarr.open_group(zarr_path, mode="r+")
-    arr = group["patches"].with_config({"write_empty_chunks": True})
-    state = Path(state_dir)
-    rows: list[dict] = []
+    group = cached(("store", zarr_path), lambda: zarr.open_group(zarr_path, mode="r+"))
+    arr = cached(
+        ("patches", zarr_path),
+        lambda: group["patches"].with_config({"write_empty_chunks": True}),
+    )
     scans = task["scans"]
-    ref_name = task["reference"]
-    slides = {s: _open(v) for s, v in scans.items() if v["status"] != "failed"}
-    try:
-        for sample in samples:
-            marker = state / f"{sample['sample_id']}.json"
-            if marker.is_file():
-                rows += json.loads(marker.read_text())
-                continue
-            sample_rows = _extract_sample(sample, scans, slides, ref_name, scanners, config, arr)
-            if task.get("annotations") is not None:  # before the marker: resume skips both
-                write_sample_labels(group, sample_rows, task["annotations"], config.size)
-            write_json_atomic(sample_rows, marker)
-            rows += sample_rows
-    finally:
-        for s in slides.values():
-            s.close()
+    slides = {
+        s: cached(("slide", v["path"], v["reader"], tuple(v["mpp"])), lambda v=v: _open(v))
+        for s, v in scans.items()
+        if v["status"] != "failed"
+    }
+    rows = _extract_sample(sample, scans, slides, task["reference"], scanners, config, arr)
+    if task.get("annotations") is not None:  # before the marker: resume skips both
+        write_sample_labels(group, rows, task["annotations"], config.size)
+    write_json_atomic(rows, marker)
     return rows
 
 
@@ -498,6 +498,7 @@ def extract_build(
         ):
             rows += _task_rows(res, "region")
         regions = pd.DataFrame(rows).sort_values(["slide_id", "region_index"], kind="stable")
+        regions = regions.reset_index(drop=True)  # the same table whatever order tasks end in
         regions["region_index"] = regions["region_index"].astype("int64")
         regions["sample_id"] = [
             f"{s}_r{i:02d}" if i >= 0 else ""
@@ -520,13 +521,14 @@ def extract_build(
             group = zarr.open_group(str(build.zarr), mode="r+")
             create_labels_array(group, samples, len(scanners), config.size, annotations)
         write_json_atomic({"key": key, "config": asdict(config)}, meta_file)
-    by_slide = {sid: g.to_dict("records") for sid, g in samples.groupby("slide_id")}
-    work = [t for t in tasks if t["slide_id"] in by_slide]
+    task_of = {t["slide_id"]: t for t in tasks}
     sample_state = state / "samples"
     sample_state.mkdir(parents=True, exist_ok=True)
+    # one task per sample, in slide order: a few slides still fill every worker
+    work = [{"task": task_of[s["slide_id"]], "sample": s} for s in samples.to_dict("records")]
     rows = []
     for res in run_tasks(
-        _extract_task,
+        extract_sample,
         work,
         workers=workers,
         scheduler=scheduler,
@@ -534,14 +536,14 @@ def extract_build(
         progress=progress,
         config=config,
         zarr_path=str(build.zarr),
-        by_slide=by_slide,
         scanners=scanners,
         state_dir=str(sample_state),
     ):
-        rows += _task_rows(res, "patch", by_slide.get(res.item["slide_id"], []), scanners)
+        rows += _task_rows(res, "patch", scanners)
     # no sample at all (no region fitted anywhere) still gives a manifest with its columns
     patches = order_columns(pd.DataFrame(rows), "patches")
     patches = patches.sort_values(["index", "scanner_index"], kind="stable")
+    patches = patches.reset_index(drop=True)  # the same table whatever order tasks end in
     build.write("patches", patches)
     return regions, patches
 
@@ -569,38 +571,25 @@ def _sample_task(task: dict, config: ExtractConfig, given: dict | None) -> list[
     return sample_slide(task, config, regions)
 
 
-def _extract_task(
-    task: dict,
-    config: ExtractConfig,
-    zarr_path: str,
-    by_slide: dict,
-    scanners: list[str],
-    state_dir: str,
-) -> list[dict]:
-    return extract_slide(task, config, zarr_path, by_slide[task["slide_id"]], scanners, state_dir)
-
-
-def _task_rows(
-    res, kind: str, samples: list[dict] | None = None, scanners: list[str] | None = None
-) -> list[dict]:  # noqa: ANN001
+def _task_rows(res, kind: str, scanners: list[str] | None = None) -> list[dict]:  # noqa: ANN001
     """A task's rows, or failed rows naming the error when the task itself crashed."""
     if res.error is None:
         return res.value
     message = f"task crashed: {res.error.__class__.__name__}: {res.error}"
-    slide_id = res.item["slide_id"]
     if kind == "region":
+        slide_id = res.item["slide_id"]
         return [{"slide_id": slide_id, "region_index": -1, "status": "failed", "message": message}]
+    s = res.item["sample"]
     return [
         {
             "index": s["index"],
             "sample_id": s["sample_id"],
-            "slide_id": slide_id,
+            "slide_id": s["slide_id"],
             "region_index": s["region_index"],
             "scanner": sc,
             "scanner_index": i,
             "status": "failed",
             "message": message,
         }
-        for s in samples or []
         for i, sc in enumerate(scanners or [])
     ]

@@ -21,7 +21,11 @@ reference_option = click.option(
     "--reference", default="AT2", show_default=True, help="Reference scanner name."
 )
 workers_option = click.option(
-    "--workers", type=int, default=None, help="Local worker processes (default: CPU count)."
+    "--workers",
+    type=int,
+    default=None,
+    help="Processes working in parallel, this one included (default: one per usable CPU; "
+    "1: all in this process). Ignored with --scheduler.",
 )
 scheduler_option = click.option(
     "--scheduler",

@@ -24,6 +24,17 @@ def synth_suite(name: str, **config) -> Path:  # noqa: ANN003 - SynthConfig fiel
     return out
 
 
+def scanned_build(src: Path, name: str) -> Path:
+    """benchmarks/.cache/NAME: a build holding the scan of suite ``src`` (scanned once)."""
+    from scorpion_build.manifest import BuildDir
+    from scorpion_build.scan import scan
+
+    build = CACHE / name
+    if not (build / "manifests" / "slides.parquet").is_file():
+        BuildDir.at(build).write("slides", scan(src / "slides.csv"))
+    return build
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

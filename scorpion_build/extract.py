@@ -47,7 +47,7 @@ from scorpion_build.options import (
     check_scheduler,
     check_workers,
 )
-from scorpion_build.parallel import run_tasks
+from scorpion_build.parallel import cached, run_tasks
 from scorpion_build.sample import (
     MIN_TISSUE_FRACTION,
     field_too_small,
@@ -343,40 +343,45 @@ def refine(
     return geo.compose(m, total), result
 
 
-def extract_slide(
-    task: dict,
+def extract_sample(
+    item: dict,
     config: ExtractConfig,
     zarr_path: str,
-    samples: list[dict],
     scanners: list[str],
     state_dir: str,
+    store_key: str = "",
 ) -> list[dict]:
-    """Write every scanner's patch of each of this slide's samples; return patch rows."""
+    """Task: write every scanner's patch of one sample; return its patch rows.
+
+    ``item`` holds the slide's task (``slide_tasks``) and the sample (a regions row with its
+    store ``index``). The slides and the store stay open in the process for its next
+    samples (:func:`scorpion_build.parallel.cached`; ``store_key`` tells a new store at the
+    same path from an old one). A finished sample is marked in ``state_dir`` and trusted on a
+    re-run only if every patch it wrote still matches its checksum.
+    """
     cv2.setNumThreads(1)
+    task, sample = item["task"], item["sample"]
     # Every patch chunk is written: skipping zarr's "all fill value?" test saves ~30 ms/patch
-    group = zarr.open_group(zarr_path, mode="r+")
-    arr = group["patches"].with_config({"write_empty_chunks": True})
-    state = Path(state_dir)
-    rows: list[dict] = []
+    group = cached(("store", zarr_path, store_key), lambda: zarr.open_group(zarr_path, mode="r+"))
+    arr = cached(
+        ("patches", zarr_path, store_key),
+        lambda: group["patches"].with_config({"write_empty_chunks": True}),
+    )
+    marker = Path(state_dir) / f"{safe_name(sample['sample_id'])}.json"
+    done = _trusted_marker(marker, arr)
+    if done is not None:  # finished by an earlier run, and its chunks check out
+        return done
     scans = task["scans"]
-    ref_name = task["reference"]
-    slides = {s: _open(v) for s, v in scans.items() if v["status"] != "failed"}
-    try:
-        for sample in samples:
-            marker = state / f"{safe_name(sample['sample_id'])}.json"
-            done = _trusted_marker(marker, arr)
-            if done is not None:
-                rows += done
-                continue
-            sample_rows = _extract_sample(sample, scans, slides, ref_name, scanners, config, arr)
-            if task.get("annotations") is not None:  # before the marker: resume skips both
-                write_sample_labels(group, sample_rows, task["annotations"], config.size)
-            write_json_atomic(sample_rows, marker)
-            faults.reached("extract-marker")
-            rows += sample_rows
-    finally:
-        for s in slides.values():
-            s.close()
+    slides = {
+        s: cached(("slide", v["path"], v["reader"], tuple(v["mpp"])), lambda v=v: _open(v))
+        for s, v in scans.items()
+        if v["status"] != "failed"
+    }
+    rows = _extract_sample(sample, scans, slides, task["reference"], scanners, config, arr)
+    if task.get("annotations") is not None:  # before the marker: resume skips both
+        write_sample_labels(group, rows, task["annotations"], config.size)
+    write_json_atomic(rows, marker)
+    faults.reached("extract-marker")
     return rows
 
 
@@ -633,6 +638,7 @@ def _sample_all(tasks, state, config, given, workers, scheduler, progress) -> pd
     ):
         rows += _task_rows(res, "region")
     regions = pd.DataFrame(rows).sort_values(["slide_id", "region_index"], kind="stable")
+    regions = regions.reset_index(drop=True)  # the same table whatever order tasks end in
     regions["region_index"] = regions["region_index"].astype("int64")
     regions["sample_id"] = [
         f"{s}_r{i:02d}" if i >= 0 else ""
@@ -645,13 +651,14 @@ def _sample_all(tasks, state, config, given, workers, scheduler, progress) -> pd
 
 def _extract_all(tasks, samples, scanners, config, store, state, workers, scheduler, progress):  # noqa: ANN001, ANN202
     """Patch rows of every sample, written into ``store`` (resuming from ``state``)."""
-    by_slide = {sid: g.to_dict("records") for sid, g in samples.groupby("slide_id")}
-    work = [t for t in tasks if t["slide_id"] in by_slide]
+    task_of = {t["slide_id"]: t for t in tasks}
     sample_state = state / "samples"
     sample_state.mkdir(parents=True, exist_ok=True)
+    # one task per sample, in slide order: a few slides still fill every worker
+    work = [{"task": task_of[s["slide_id"]], "sample": s} for s in samples.to_dict("records")]
     rows = []
     for res in run_tasks(
-        _extract_task,
+        extract_sample,
         work,
         workers=workers,
         scheduler=scheduler,
@@ -659,14 +666,15 @@ def _extract_all(tasks, samples, scanners, config, store, state, workers, schedu
         progress=progress,
         config=config,
         zarr_path=str(store),
-        by_slide=by_slide,
         scanners=scanners,
         state_dir=str(sample_state),
+        store_key=_stored_key(state) or "",
     ):
-        rows += _task_rows(res, "patch", by_slide.get(res.item["slide_id"], []), scanners)
+        rows += _task_rows(res, "patch", scanners)
     # no sample at all (no region fitted anywhere) still gives a manifest with its columns
     patches = order_columns(pd.DataFrame(rows), "patches")
-    return patches.sort_values(["index", "scanner_index"], kind="stable")
+    patches = patches.sort_values(["index", "scanner_index"], kind="stable")
+    return patches.reset_index(drop=True)  # the same table whatever order tasks end in
 
 
 def _inputs_key(
@@ -701,38 +709,25 @@ def _sample_task(task: dict, config: ExtractConfig, given: dict | None) -> list[
     return sample_slide(task, config, regions)
 
 
-def _extract_task(
-    task: dict,
-    config: ExtractConfig,
-    zarr_path: str,
-    by_slide: dict,
-    scanners: list[str],
-    state_dir: str,
-) -> list[dict]:
-    return extract_slide(task, config, zarr_path, by_slide[task["slide_id"]], scanners, state_dir)
-
-
-def _task_rows(
-    res, kind: str, samples: list[dict] | None = None, scanners: list[str] | None = None
-) -> list[dict]:  # noqa: ANN001
+def _task_rows(res, kind: str, scanners: list[str] | None = None) -> list[dict]:  # noqa: ANN001
     """A task's rows, or failed rows naming the error when the task itself crashed."""
     if res.error is None:
         return res.value
     message = f"task crashed: {res.error.__class__.__name__}: {res.error}"
-    slide_id = res.item["slide_id"]
     if kind == "region":
+        slide_id = res.item["slide_id"]
         return [{"slide_id": slide_id, "region_index": -1, "status": "failed", "message": message}]
+    s = res.item["sample"]
     return [
         {
             "index": s["index"],
             "sample_id": s["sample_id"],
-            "slide_id": slide_id,
+            "slide_id": s["slide_id"],
             "region_index": s["region_index"],
             "scanner": sc,
             "scanner_index": i,
             "status": "failed",
             "message": message,
         }
-        for s in samples or []
         for i, sc in enumerate(scanners or [])
     ]

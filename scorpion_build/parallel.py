@@ -1,15 +1,27 @@
-"""Run per-slide tasks with Dask: in-process, a local cluster, or a distributed scheduler.
+"""Run independent tasks in parallel: in this process, with local helper processes, or on a
+Dask scheduler.
 
 Tasks receive small arguments (paths, table rows) and return small results (manifest rows);
-pixels never travel through the client. Results stream back as tasks finish so callers can
+pixels never travel between processes. Results stream back as tasks finish so callers can
 checkpoint finished work (resume after an interruption loses nothing that finished).
+
+Locally, this process works through the task list itself while ``workers - 1`` helper
+processes take tasks from the other end of the same list, so a run is never slower than
+one worker by more than the cost of starting the helpers, and the helpers' start-up
+overlaps useful work. Helpers fork from a ``forkserver`` that imported the task libraries
+once per process (see :data:`PRELOAD`): the first parallel call pays ~1 s of imports on
+another core, every later call in the same process (``scorpion-build run``'s stages)
+starts its helpers in milliseconds.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +37,20 @@ class SchedulerError(RuntimeError):
     """The dask.distributed scheduler given with --scheduler cannot be reached."""
 
 
+# Imported once by the forkserver, so helper processes start with them loaded (the
+# libraries every task uses, and the task modules themselves).
+PRELOAD = (
+    "numpy",
+    "cv2",
+    "zarr",
+    "pandas",
+    "openslide",
+    "tiffslide",
+    "scorpion_build.register.pipeline",
+    "scorpion_build.extract",
+)
+
+
 @contextmanager
 def single_threaded() -> Iterator[None]:
     """BLAS/OpenMP, OpenCV and Blosc limited to one thread, restored afterwards.
@@ -36,20 +62,65 @@ def single_threaded() -> Iterator[None]:
     """
     import cv2
     from numcodecs import blosc
-    from threadpoolctl import threadpool_limits
 
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
     previous_blosc = blosc.set_nthreads(1)
     try:
-        with threadpool_limits(limits=1):
+        with _threadpools().limit(limits=1):
             yield
     finally:
         cv2.setNumThreads(previous)
         blosc.set_nthreads(previous_blosc)
 
 
-def _run_one(func: Callable[..., Any], item: Any, kwargs: dict[str, Any]) -> Any:
+@functools.cache
+def _threadpools() -> Any:
+    """The process's BLAS/OpenMP pools, found once (a search of loaded libraries costs ~2 ms,
+    which small tasks would pay each time)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+# -- per-process cache of task inputs ---------------------------------------------------------
+_cache: OrderedDict[Hashable, Any] = OrderedDict()
+_cache_run = ""
+
+
+def cached(key: Hashable, make: Callable[[], Any], size: int = 8) -> Any:
+    """``make()``'s value, kept in this process for the following tasks of the same run.
+
+    Tasks are small (one pair, one sample), so consecutive tasks in one process often need
+    the same open slide or the same reference view: this keeps the ``size`` most recently
+    used ones. Values with a ``close`` method are closed when they drop out or the run ends.
+    """
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    value = _cache[key] = make()
+    while len(_cache) > size:
+        _close(_cache.popitem(last=False)[1])
+    return value
+
+
+def clear_cache() -> None:
+    """Drop (and close) everything :func:`cached` holds in this process."""
+    while _cache:
+        _close(_cache.popitem()[1])
+
+
+def _close(value: Any) -> None:
+    close = getattr(value, "close", None)
+    if callable(close):
+        close()
+
+
+def _run_one(func: Callable[..., Any], item: Any, kwargs: dict[str, Any], run: str = "") -> Any:
+    global _cache_run
+    if run != _cache_run:  # a long-lived (Dask) worker starting another run's tasks
+        clear_cache()
+        _cache_run = run
     with single_threaded():
         return func(item, **kwargs)
 
@@ -61,46 +132,63 @@ class TaskResult:
     error: BaseException | None = None
 
 
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask (which SLURM and ``taskset`` set),
+    capped by a cgroup CPU quota (which ``docker --cpus`` and Kubernetes limits set)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cpus, int(quota))) if quota is not None else cpus
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs' worth of run time the cgroup allows per period (v2 ``cpu.max``, else the v1 CFS
+    quota); None without a limit."""
+    v2 = _read_text("/sys/fs/cgroup/cpu.max")  # "max 100000" or "200000 100000"
+    if v2 is not None:
+        quota, period = (v2.split() + ["", ""])[:2]
+    else:
+        quota = _read_text("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") or ""
+        period = _read_text("/sys/fs/cgroup/cpu/cpu.cfs_period_us") or ""
+    try:
+        value = float(quota) / float(period)
+    except ValueError:  # "max", or no such files
+        return None
+    return value if value > 0 else None  # v1 writes -1 for no limit
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def default_workers(n_items: int) -> int:
-    return max(1, min(os.cpu_count() or 1, n_items))
+    """One worker per usable CPU, never more than there are tasks."""
+    return max(1, min(usable_cpus(), n_items))
 
 
 @contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
-    """A ``distributed.Client``: connected to ``scheduler`` if given, else a LocalCluster.
+def dask_client(scheduler: str) -> Iterator[Any]:
+    """A ``distributed.Client`` connected to the scheduler at ``scheduler``."""
+    from distributed import Client
 
-    Worker processes use one thread each (OpenCV/NumPy parallelise inside a task already,
-    and slide handles are per process).
-    """
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise SchedulerError(
-                f"cannot reach the dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s "
-                f"({exc.__class__.__name__}); check that it runs (`dask scheduler`) and the "
-                "address, or leave --scheduler out to run locally. Finished work is kept"
-            ) from exc
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    cluster = LocalCluster(
-        n_workers=workers or default_workers(os.cpu_count() or 1),
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    client = Client(cluster, set_as_default=False)
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(
+            f"cannot reach the dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s "
+            f"({exc.__class__.__name__}); check that it runs (`dask scheduler`) and the "
+            "address, or leave --scheduler out to run locally. Finished work is kept"
+        ) from exc
     try:
         yield client
     finally:
         client.close()
-        cluster.close()
 
 
 def run_tasks(
@@ -115,37 +203,49 @@ def run_tasks(
 ) -> Iterator[TaskResult]:
     """Apply ``func(item, **kwargs)`` to every item, yielding results as they finish.
 
-    ``workers=1`` with no scheduler runs in this process (no cluster start-up), which is
-    also the easiest to debug. An exception in a task is returned in ``TaskResult.error``
-    rather than raised, so one bad slide never takes the others down.
+    With a ``scheduler`` address every task goes to that Dask cluster. Otherwise ``workers``
+    processes share the work (default: one per usable CPU); one worker, or one task, runs
+    in this process with nothing started. An exception in a task is returned in
+    ``TaskResult.error`` rather than raised, so one bad slide never takes the others down;
+    so is a helper process that died (killed, out of memory) in the middle of a task.
+    ``func`` must be a module-level function (it is pickled by name).
     """
     items = list(items)
     if not items:
         return
+    run = uuid.uuid4().hex
     bar = logs.progress(len(items), desc, "tasks", enabled=progress)
-    try:
-        if scheduler is None and (workers or default_workers(len(items))) == 1:
-            for item in items:
-                try:
-                    yield TaskResult(item, _run_one(func, item, kwargs))
-                except Exception as exc:  # recorded by the caller as a failed row
-                    yield TaskResult(item, error=exc)
-                bar.update()
-            return
-        from distributed import as_completed
+    if scheduler:
+        results = _run_dask(scheduler, func, items, kwargs, run)
+    else:
+        n = min(workers or default_workers(len(items)), len(items))
+        from scorpion_build.local_pool import run_shared
 
-        with dask_client(workers or default_workers(len(items)), scheduler) as client:
-            futures = {
-                client.submit(_run_one, func, item, kwargs, pure=False): item for item in items
-            }
-            for fut in as_completed(futures, loop=client.loop):
-                item = futures[fut]
-                try:
-                    yield TaskResult(item, fut.result())
-                except Exception as exc:
-                    yield TaskResult(item, error=exc)
-                finally:
-                    fut.release()
-                bar.update()
+        results = run_shared(func, items, kwargs, run, n - 1)
+    try:
+        for result in results:
+            yield result
+            bar.update()
     finally:
+        results.close()
+        clear_cache()
         bar.close()
+
+
+def _run_dask(
+    scheduler: str, func: Callable[..., Any], items: list, kwargs: dict, run: str
+) -> Iterator[TaskResult]:
+    from distributed import as_completed
+
+    with dask_client(scheduler) as client:
+        futures = {
+            client.submit(_run_one, func, item, kwargs, run, pure=False): item for item in items
+        }
+        for fut in as_completed(futures, loop=client.loop):
+            item = futures[fut]
+            try:
+                yield TaskResult(item, fut.result())
+            except Exception as exc:
+                yield TaskResult(item, error=exc)
+            finally:
+                fut.release()

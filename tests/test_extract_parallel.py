@@ -1,8 +1,13 @@
-"""extract on dask.distributed equals the local run; a killed run resumes to the same result."""
+"""extract with local helper processes and on dask.distributed equals the 1-worker run; a
+killed run resumes to the same result."""
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +15,7 @@ import pytest
 import zarr
 from helpers import kill_during_extract, paired_build
 
+from scorpion_build import extract
 from scorpion_build import geometry as geo
 from scorpion_build.extract import ExtractConfig, extract_build
 from scorpion_build.slide import Slide
@@ -54,6 +60,42 @@ def test_distributed_local_cluster_is_byte_identical(build, tmp_path):
     for name in ("regions", "patches"):
         a = (local / "manifests" / f"{name}.parquet").read_bytes()
         b = (dist / "manifests" / f"{name}.parquet").read_bytes()
+        assert a == b, f"{name}.parquet differs"
+
+
+def gated_extract_sample(item: dict, done_dir: str, main_pid: int, **kwargs) -> list[dict]:  # noqa: ANN003
+    """extract_sample, but this process starts only once a helper has finished a sample
+    (so the helper provably writes some patches) and each sample notes who wrote it."""
+    done = Path(done_dir)
+    deadline = time.monotonic() + 120.0  # a safety net: the wait ends on the helper's file
+    while os.getpid() == main_pid and not any(
+        int(p.name.split("_")[0]) != main_pid for p in done.iterdir()
+    ):
+        assert time.monotonic() < deadline, "no helper process finished a sample"
+        time.sleep(0.02)
+    rows = UNGATED(item, **kwargs)
+    (done / f"{os.getpid()}_{item['sample']['sample_id']}").touch()
+    return rows
+
+
+UNGATED = extract.extract_sample
+
+
+def test_two_local_workers_are_byte_identical(build, tmp_path, monkeypatch):
+    one = _copy_inputs(build, tmp_path / "one")
+    two = _copy_inputs(build, tmp_path / "two")
+    _, p_one = extract_build(one, CONFIG, workers=1, progress=False)
+    done = tmp_path / "done"
+    done.mkdir()
+    task = functools.partial(gated_extract_sample, done_dir=str(done), main_pid=os.getpid())
+    monkeypatch.setattr(extract, "extract_sample", task)
+    _, p_two = extract_build(two, CONFIG, workers=2, progress=False)
+    writers = {int(p.name.split("_")[0]) for p in done.iterdir()}
+    assert os.getpid() in writers and len(writers) == 2  # this process and a helper
+    np.testing.assert_array_equal(_store(one), _store(two))
+    for name in ("regions", "patches"):
+        a = (one / "manifests" / f"{name}.parquet").read_bytes()
+        b = (two / "manifests" / f"{name}.parquet").read_bytes()
         assert a == b, f"{name}.parquet differs"
 
 

@@ -80,7 +80,8 @@ def test_full_run_writes_every_output(first_run):
     # per-stage figures, and progress as plain lines (the test's output is not a terminal)
     for stage in ("synth", "scan", "register", "extract", "export", "analyze"):
         assert f"INFO    scorpion_build.file.pipeline: stage {stage} done: " in text, stage
-    assert "s per item" in text and "register: 1/1 tasks (100%)" in text and "\r" not in text
+    # register runs one task per pair (GT450, Philips), extract one per sample
+    assert "s per item" in text and "register: 2/2 tasks (100%)" in text and "\r" not in text
     assert (build / "qc" / "slides" / "synth_000.png").is_file()
     # the report shows it, and every picture the report shows is there and not blank
     report = build / "report" / "index.html"

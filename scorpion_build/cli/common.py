@@ -32,7 +32,8 @@ workers_option = click.option(
     "--workers",
     type=int,
     default=None,
-    help="Local worker processes, >= 1 (default: CPU count).",
+    help="Processes working in parallel, this one included, >= 1 (default: one per usable "
+    "CPU; 1: all in this process). Ignored with --scheduler.",
 )
 scheduler_option = click.option(
     "--scheduler",

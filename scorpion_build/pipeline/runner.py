@@ -9,12 +9,10 @@ nothing that finished.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +20,11 @@ import pandas as pd
 
 from scorpion_build import logs
 from scorpion_build.errors import error_line
+from scorpion_build.local_pool import warm_up
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir, read_json, write_json_atomic
 from scorpion_build.options import check_scheduler
+from scorpion_build.parallel import usable_cpus
 from scorpion_build.pipeline.config import STAGES, PipelineConfig
 from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
 
@@ -152,9 +152,12 @@ def run_pipeline(
     check_scheduler(scheduler)
     bd = BuildDir.at(build)
     bd.refuse_links(bd.state / "stages", bd.root / "logs")  # no writes through planted links
+    parallel = (config.workers or usable_cpus()) > 1
+    if parallel and not scheduler and {"register", "extract"} & set(selected):
+        warm_up()  # helper processes' imports run beside the stages before them
     results: list[StageResult] = []
     run_log = logs.session("run", build, console=False)
-    with build_lock(build), run_log as log_file, _cluster(config, scheduler) as address:
+    with build_lock(build), run_log as log_file:
         echo(f"build {build}  (log: {log_file.path})")
         previous = ""
         for stage in config.stages():
@@ -174,7 +177,7 @@ def run_pipeline(
             log.info("stage %s starting (fingerprint %s)", stage, fp)
             t0 = time.perf_counter()
             try:
-                out = STAGE_FUNCTIONS[stage](config, address, force)
+                out = STAGE_FUNCTIONS[stage](config, scheduler, force)
             except SystemExit:
                 raise
             except Exception as exc:
@@ -216,21 +219,3 @@ def run_pipeline(
         for res in results:
             echo("  " + res.line())
     return results
-
-
-@contextlib.contextmanager
-def _cluster(config: PipelineConfig, scheduler: str | None) -> Iterator[str | None]:
-    """One local cluster for the whole run (when parallel and no scheduler was given)."""
-    if scheduler or not config.workers or config.workers <= 1:
-        yield scheduler
-        return
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=config.workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster:
-        yield cluster.scheduler_address

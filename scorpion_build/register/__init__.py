@@ -8,6 +8,6 @@ resumable).
 """
 
 from scorpion_build.register.pair import METHODS, RegisterConfig, register_pair
-from scorpion_build.register.pipeline import register_build, register_slide
+from scorpion_build.register.pipeline import register_build, register_scan
 
-__all__ = ["METHODS", "RegisterConfig", "register_build", "register_pair", "register_slide"]
+__all__ = ["METHODS", "RegisterConfig", "register_build", "register_pair", "register_scan"]

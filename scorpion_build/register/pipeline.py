@@ -1,6 +1,6 @@
-"""Build-level registration: one task per slide (every scan to the reference scan), run
-through :mod:`scorpion_build.parallel`, checkpointed per pair so a re-run skips finished
-pairs and an interrupted run loses nothing that finished."""
+"""Build-level registration: one task per (slide, scanner) pair (a scan to its slide's
+reference scan), run through :mod:`scorpion_build.parallel`, checkpointed per pair so a
+re-run skips finished pairs and an interrupted run loses nothing that finished."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pandas as pd
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir, order_columns, read_json, safe_name, write_json_atomic
 from scorpion_build.options import check_scheduler, check_workers
-from scorpion_build.parallel import run_tasks
+from scorpion_build.parallel import cached, run_tasks
 from scorpion_build.register.pair import (
     RegisterConfig,
     failed_row,
@@ -35,49 +35,47 @@ ALGORITHM_VERSION = 1
 KEY_COLS = ["slide_id", "scanner"]
 
 
-def register_slide(task: dict) -> list[dict]:
-    """Dask task: register every listed scan of one slide to its reference scan.
+def register_scan(task: dict) -> dict:
+    """Task: register one scan of a slide to the slide's reference scan; one registration row.
 
-    ``task`` holds only small things: ``slide_id``, ``reference`` (a slides-manifest row as a
-    dict), ``moving`` (list of such rows), ``config`` (RegisterConfig fields) and ``build``
-    (the build directory, for the QC pictures). Slides are opened here, in the worker.
-    Returns one registration row per moving scan.
+    ``task`` holds only small things: ``slide_id``, ``reference`` and ``moving`` (slides-manifest
+    rows as dicts), ``config`` (RegisterConfig fields), ``pairs`` (how many scans of this slide
+    the run registers) and ``build`` (the build directory, for the QC pictures). Slides are
+    opened here, in the worker; the reference slide and its coarse view are kept for the
+    process's next pairs of the same slide (:func:`scorpion_build.parallel.cached`).
     """
     config = RegisterConfig(**task["config"])
-    build = BuildDir.at(task["build"])
-    ref_row = task["reference"]
-    rows = []
+    ref_row, mov_row = task["reference"], task["moving"]
     t0 = time.perf_counter()
     try:
-        ref = _open(ref_row)
-        ref_view = reference_view(ref, config)
+        ref = cached(("slide", *_ident(ref_row)), lambda: _open(ref_row))
+        ref_view = cached(("view", *_ident(ref_row), config), lambda: reference_view(ref, config))
     except Exception as exc:  # the reference itself is unusable: every pair fails with it
         msg = f"reference scan {ref_row['path']} cannot be used: {exc}"
-        return [_with_keys(failed_row(msg), m, ref_row, config) for m in task["moving"]]
-    ref_seconds = time.perf_counter() - t0
-    for mov_row in task["moving"]:
-        rel = qc_relpath(task["slide_id"], mov_row["scanner"], config.method)
-        try:
-            with _open(mov_row) as mov:
-                row = register_pair(
-                    ref,
-                    mov,
-                    config,
-                    ref_view=ref_view,
-                    qc_path=build.root / rel,
-                    label=f"{task['slide_id']} {mov_row['scanner']}->{ref_row['scanner']}",
-                )
-            row["qc_image"] = str(rel) if (build.root / rel).is_file() else ""
-        except Exception as exc:  # one bad scan must not stop the slide's other scans
-            log.debug("registration failed", exc_info=True)
-            row = failed_row(f"{mov_row['path']}: {exc.__class__.__name__}: {exc}")
-            # a crash (unreadable file, I/O error) may not happen again: never cached
-            row["_retry"] = True
-        # the reference view is shared by the slide's pairs: charge it to them evenly
-        row["seconds"] = row.get("seconds", 0.0) + ref_seconds / len(task["moving"])
-        rows.append(_with_keys(row, mov_row, ref_row, config))
-    ref.close()
-    return rows
+        return _with_keys(failed_row(msg), mov_row, ref_row, config)
+    ref_seconds = time.perf_counter() - t0  # ~0 when this process already had the view
+    build = BuildDir.at(task["build"])
+    rel = qc_relpath(task["slide_id"], mov_row["scanner"], config.method)
+    try:
+        with _open(mov_row) as mov:
+            row = register_pair(
+                ref,
+                mov,
+                config,
+                ref_view=ref_view,
+                qc_path=build.root / rel,
+                label=f"{task['slide_id']} {mov_row['scanner']}->{ref_row['scanner']}",
+            )
+        row["qc_image"] = str(rel) if (build.root / rel).is_file() else ""
+    except Exception as exc:  # one bad scan must not stop the slide's other scans
+        log.debug("registration failed", exc_info=True)
+        row = failed_row(f"{mov_row['path']}: {exc.__class__.__name__}: {exc}")
+        # a crash (unreadable file, I/O error) may not happen again: never cached
+        row["_retry"] = True
+    # the reference view serves the slide's pairs: a process that computes it charges
+    # each pair a share
+    row["seconds"] = row.get("seconds", 0.0) + ref_seconds / task["pairs"]
+    return _with_keys(row, mov_row, ref_row, config)
 
 
 def register_build(
@@ -164,28 +162,31 @@ def _register_all(bdir, slides, reference, config, workers, scheduler, force, pr
                 )
                 done[(slide_id, row["scanner"])] = _with_keys(failed_row(msg), row, ref_row, config)
             else:
-                cached = None if force else _load_checkpoint(bdir, row, ref_row, config)
-                if cached is not None:
-                    done[(slide_id, row["scanner"])] = cached
+                checkpoint = None if force else _load_checkpoint(bdir, row, ref_row, config)
+                if checkpoint is not None:
+                    done[(slide_id, row["scanner"])] = checkpoint
                 else:
                     moving.append(row)
-        if moving:
-            tasks.append(
-                {
-                    "slide_id": str(slide_id),
-                    "reference": ref_row,
-                    "moving": moving,
-                    "config": config.as_dict(),
-                    "build": str(bdir.root),
-                }
-            )
+        # one task per pair, in slide order: a few slides still fill every worker, and
+        # each process mostly takes neighbouring pairs (their reference view is reused)
+        tasks += [
+            {
+                "slide_id": str(slide_id),
+                "reference": ref_row,
+                "moving": row,
+                "pairs": len(moving),
+                "config": config.as_dict(),
+                "build": str(bdir.root),
+            }
+            for row in moving
+        ]
     if tasks:
         log.info(
-            "registering %d scans of %d slides", sum(len(t["moving"]) for t in tasks), len(tasks)
+            "registering %d scans of %d slides", len(tasks), len({t["slide_id"] for t in tasks})
         )
     _write(bdir, done.values())
     for result in run_tasks(
-        register_slide,
+        register_scan,
         tasks,
         workers=workers,
         scheduler=scheduler,
@@ -195,15 +196,12 @@ def _register_all(bdir, slides, reference, config, workers, scheduler, force, pr
         task = result.item
         if result.error is not None:
             err = f"registration task crashed: {result.error.__class__.__name__}: {result.error}"
-            rows = [
-                _with_keys(failed_row(err), m, task["reference"], config) for m in task["moving"]
-            ]
+            row = _with_keys(failed_row(err), task["moving"], task["reference"], config)
         else:
-            rows = result.value
-        for row in rows:
-            done[(row["slide_id"], row["scanner"])] = row
-            if result.error is None and not row.get("_retry"):
+            row = result.value
+            if not row.get("_retry"):
                 _save_checkpoint(bdir, row)
+        done[(row["slide_id"], row["scanner"])] = row
         _write(bdir, done.values())
     return _table(done.values())
 
@@ -233,24 +231,24 @@ def _clean(row: dict) -> dict:
 def _pair_key(mov_row: dict, ref_row: dict | None, config: RegisterConfig) -> dict:
     """Everything a finished pair depends on: both inputs and the settings."""
 
-    def ident(r: dict | None) -> list | None:
-        if r is None:
-            return None
-        return [
-            r["path"],
-            r.get("file_size"),
-            r.get("file_mtime_ns"),
-            r.get("mpp_x"),
-            r.get("mpp_y"),
-            r.get("reader"),
-        ]
-
     return {
         "version": ALGORITHM_VERSION,
         "config": config.as_dict(),
-        "moving": ident(mov_row),
-        "reference": ident(ref_row),
+        "moving": list(_ident(mov_row)),
+        "reference": list(_ident(ref_row)) if ref_row is not None else None,
     }
+
+
+def _ident(row: dict) -> tuple:
+    """What identifies a scan's pixels: its file, size, resolution and reader."""
+    return (
+        row["path"],
+        row.get("file_size"),
+        row.get("file_mtime_ns"),
+        row.get("mpp_x"),
+        row.get("mpp_y"),
+        row.get("reader"),
+    )
 
 
 def _with_keys(

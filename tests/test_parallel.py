@@ -1,0 +1,138 @@
+"""run_tasks: every task answered once, errors and dead helpers reported per task, one task
+or one worker run in this process, per-run caches closed at the end.
+
+Task functions live at module level: helper processes import them by name. Interleavings
+are forced with files, not timing: a task in this process waits until a helper has
+finished one, so helpers provably take part.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from scorpion_build import parallel
+from scorpion_build.parallel import cached, run_tasks
+
+WAIT_S = 120.0  # a safety net only: the waits below end on an event, never on time
+
+
+def _wait_for_helper(done_dir: Path, main_pid: int) -> None:
+    """In this (the main) process: wait until a helper has finished a task."""
+    deadline = time.monotonic() + WAIT_S
+    while not any(int(p.name.split("_")[0]) != main_pid for p in done_dir.iterdir()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("no helper process finished a task")
+        time.sleep(0.02)
+
+
+def square(item: int, done_dir: str, main_pid: int, fail: int = -1, die: int = -1) -> tuple:
+    """item squared and the pid that ran it; ``fail`` raises, ``die`` kills its process."""
+    done = Path(done_dir)
+    if os.getpid() == main_pid:
+        _wait_for_helper(done, main_pid)
+    elif item == die:  # let this process go on, then die mid-task
+        (done / f"{os.getpid()}_{item}").touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if item == fail:
+        raise ValueError(f"bad item {item}")
+    (done / f"{os.getpid()}_{item}").touch()
+    return item * item, os.getpid()
+
+
+def pid_of(item: int) -> int:
+    return os.getpid()
+
+
+class Handle:
+    closed = 0
+
+    def close(self) -> None:
+        Handle.closed += 1
+
+
+def open_once(item: int) -> int:
+    """The same cached handle for every task of a run (in this process)."""
+    return id(cached("handle", Handle))
+
+
+def _results(items, tmp_path, **kwargs) -> dict:  # noqa: ANN001, ANN003
+    out = {}
+    for res in run_tasks(
+        square,
+        items,
+        workers=2,
+        progress=False,
+        done_dir=str(tmp_path),
+        main_pid=os.getpid(),
+        **kwargs,
+    ):
+        assert res.item not in out, "a task was answered twice"
+        out[res.item] = res
+    return out
+
+
+def test_helpers_and_this_process_share_the_tasks(tmp_path: Path) -> None:
+    items = list(range(12))
+    out = _results(items, tmp_path)
+    assert sorted(out) == items
+    assert all(r.error is None and r.value[0] == r.item**2 for r in out.values())
+    pids = {r.value[1] for r in out.values()}
+    assert os.getpid() in pids and len(pids) == 2
+
+
+def test_a_failing_task_is_reported_and_the_rest_finish(tmp_path: Path) -> None:
+    out = _results(list(range(8)), tmp_path, fail=7)  # 7 is the helper's first task
+    assert isinstance(out[7].error, ValueError) and "bad item 7" in str(out[7].error)
+    assert all(out[i].error is None for i in range(7))
+
+
+def test_a_helper_killed_mid_task_fails_only_that_task(tmp_path: Path) -> None:
+    # the helper's first task is the last item; this process waits until the helper has
+    # begun it (so cannot take it), then does all the others
+    out = _results(list(range(8)), tmp_path, die=7)
+    assert sorted(out) == list(range(8))
+    assert "worker process died" in str(out[7].error)
+    assert all(out[i].error is None for i in range(7))
+
+
+@pytest.mark.parametrize(("workers", "n"), [(1, 5), (4, 1)])
+def test_one_worker_or_one_task_runs_in_this_process(workers: int, n: int) -> None:
+    results = list(run_tasks(pid_of, list(range(n)), workers=workers, progress=False))
+    assert [r.value for r in results] == [os.getpid()] * n
+
+
+def test_cached_values_live_for_one_run_and_are_closed() -> None:
+    Handle.closed = 0
+    first = {r.value for r in run_tasks(open_once, [1, 2, 3], workers=1, progress=False)}
+    assert len(first) == 1 and Handle.closed == 1  # one handle for the run, closed after
+    run_tasks_again = list(run_tasks(open_once, [1], workers=1, progress=False))
+    assert run_tasks_again[0].error is None and Handle.closed == 2
+    assert not parallel._cache
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"/sys/fs/cgroup/cpu.max": "150000 100000"}, 1),  # docker --cpus 1.5
+        ({"/sys/fs/cgroup/cpu.max": "max 100000"}, 4),
+        (
+            {
+                "/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "200000",
+                "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000",
+            },
+            2,
+        ),
+        ({"/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1"}, 4),
+        ({}, 4),
+    ],
+)
+def test_default_workers_follow_a_container_cpu_limit(monkeypatch, files, cpus) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(parallel, "_read_text", files.get)
+    assert parallel.usable_cpus() == cpus
+    assert parallel.default_workers(100) == cpus and parallel.default_workers(1) == 1

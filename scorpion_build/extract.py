@@ -1,10 +1,9 @@
-"""Region -> one aligned patch per scanner -> ``patches.zarr``: sampling one task per slide,
-extraction one task per sample (:mod:`scorpion_build.parallel`).
+"""Region -> one aligned patch per scanner -> ``patches.zarr``, one Dask task per slide.
 
-Each extraction task opens its slides (or reuses the ones its process opened), reads every
-patch once at the output resolution, refines each non-reference patch locally against the
-reference patch, writes its own Zarr chunks, and returns manifest rows. Finished samples are
-marked in ``BUILD/.state/extract`` so an interrupted run resumes where it stopped.
+Each task opens its own slides, reads every patch once at the output resolution, refines
+each non-reference patch locally against the reference patch, writes its own Zarr chunks,
+and returns manifest rows. Finished samples are marked in ``BUILD/.state/extract`` so an
+interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -20,17 +19,34 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from scorpion_build import faults
 from scorpion_build import geometry as geo
 from scorpion_build.align import Correction, block_mean, estimate_correction, grey, similarity
 from scorpion_build.annotations import AnnotationSet
+from scorpion_build.integrity import chunk_problem, open_patch_array, patch_checksum
 from scorpion_build.labels import (
     attach_annotations,
     create_labels_array,
     roi_mask,
     write_sample_labels,
 )
-from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
+from scorpion_build.lock import build_lock
+from scorpion_build.manifest import (
+    BuildDir,
+    order_columns,
+    read_json,
+    safe_name,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from scorpion_build.mpp import upsample_note
+from scorpion_build.options import (
+    OptionError,
+    check_choice,
+    check_number,
+    check_scheduler,
+    check_workers,
+)
 from scorpion_build.parallel import cached, run_tasks
 from scorpion_build.sample import (
     MIN_TISSUE_FRACTION,
@@ -39,7 +55,9 @@ from scorpion_build.sample import (
     region_tissue_fraction,
     sample_regions,
 )
+from scorpion_build.scan import file_changed
 from scorpion_build.slide import Resampler, Slide
+from scorpion_build.staging import swap_in
 from scorpion_build.tissue import FLUORESCENCE_NOTE, is_fluorescence, od_tissue_mask, tissue_mask
 from scorpion_build.zarr_jpeg import JpegCodec
 
@@ -56,13 +74,25 @@ MAX_CORRECTION_UM = 30.0
 REFINE_SCALE = 2
 # The manifest columns extracted patches depend on (see _inputs_key).
 INPUT_COLUMNS = {
-    "slides": ("slide_id", "scanner", "path", "mpp_x", "mpp_y", "status"),
+    "slides": (
+        "slide_id",
+        "scanner",
+        "path",
+        "mpp_x",
+        "mpp_y",
+        "file_size",
+        "file_mtime_ns",
+        "status",
+    ),
     "registrations": ("slide_id", "scanner", "reference", "matrix", "status"),
 }
 # Tissue fraction of a patch is judged at this resolution (um/px): coarse is enough.
 TISSUE_MPP = 4.0
 # Whether a slide is fluorescence is judged on a thumbnail at least this coarse (um/px).
 FLUORESCENCE_MPP = 16.0
+COMPRESSIONS = ("zstd", "jpeg", "none")
+# Bump when what a finished store holds changes (2: per-patch checksums in the manifest).
+STORE_VERSION = 2
 
 
 def _power_of_two_at_most(x: float) -> int:
@@ -91,6 +121,17 @@ class ExtractConfig:
     refine: bool = True
     compression: str = "zstd"  # "zstd" (lossless Blosc/Zstd), "jpeg" (lossy, q95) or "none"
 
+    def __post_init__(self) -> None:
+        """Every value checked before anything is opened (raises ``OptionError``)."""
+        check_number("regions", self.regions, minimum=1, integer=True)
+        check_number("region_um", self.region_um, above=0)
+        check_number("size", self.size, minimum=16, maximum=16384, integer=True)
+        check_number("seed", self.seed, minimum=0, integer=True)
+        check_number("min_tissue", self.min_tissue, minimum=0, maximum=1)
+        if not isinstance(self.refine, bool):
+            raise OptionError("refine", self.refine, "must be true or false")
+        check_choice("compression", self.compression, COMPRESSIONS)
+
     @property
     def mpp(self) -> float:
         return self.region_um / self.size
@@ -116,8 +157,11 @@ def slide_tasks(build: BuildDir) -> tuple[list[dict], list[str], str]:
         for row in group.itertuples():
             reg = reg_by.get((slide_id, row.scanner))
             status, message = "ok", ""
+            changed = file_changed(row._asdict())
             if row.status == "failed":
                 status, message = "failed", f"scan failed: {row.message}"
+            elif changed:
+                status, message = "failed", changed
             elif reg is None:
                 status, message = "failed", "not registered; run scorpion-build register"
             elif reg.status == "failed":
@@ -300,26 +344,33 @@ def refine(
 
 
 def extract_sample(
-    item: dict, config: ExtractConfig, zarr_path: str, scanners: list[str], state_dir: str
+    item: dict,
+    config: ExtractConfig,
+    zarr_path: str,
+    scanners: list[str],
+    state_dir: str,
+    store_key: str = "",
 ) -> list[dict]:
     """Task: write every scanner's patch of one sample; return its patch rows.
 
     ``item`` holds the slide's task (``slide_tasks``) and the sample (a regions row with its
     store ``index``). The slides and the store stay open in the process for its next
-    samples (:func:`scorpion_build.parallel.cached`). The finished sample is marked in
-    ``state_dir``: a marked sample returns its recorded rows, so a resumed run skips it.
+    samples (:func:`scorpion_build.parallel.cached`; ``store_key`` tells a new store at the
+    same path from an old one). A finished sample is marked in ``state_dir`` and trusted on a
+    re-run only if every patch it wrote still matches its checksum.
     """
     cv2.setNumThreads(1)
     task, sample = item["task"], item["sample"]
-    marker = Path(state_dir) / f"{sample['sample_id']}.json"
-    if marker.is_file():  # finished by an earlier, interrupted run
-        return json.loads(marker.read_text())
     # Every patch chunk is written: skipping zarr's "all fill value?" test saves ~30 ms/patch
-    group = cached(("store", zarr_path), lambda: zarr.open_group(zarr_path, mode="r+"))
+    group = cached(("store", zarr_path, store_key), lambda: zarr.open_group(zarr_path, mode="r+"))
     arr = cached(
-        ("patches", zarr_path),
+        ("patches", zarr_path, store_key),
         lambda: group["patches"].with_config({"write_empty_chunks": True}),
     )
+    marker = Path(state_dir) / f"{safe_name(sample['sample_id'])}.json"
+    done = _trusted_marker(marker, arr)
+    if done is not None:  # finished by an earlier run, and its chunks check out
+        return done
     scans = task["scans"]
     slides = {
         s: cached(("slide", v["path"], v["reader"], tuple(v["mpp"])), lambda v=v: _open(v))
@@ -330,6 +381,22 @@ def extract_sample(
     if task.get("annotations") is not None:  # before the marker: resume skips both
         write_sample_labels(group, rows, task["annotations"], config.size)
     write_json_atomic(rows, marker)
+    faults.reached("extract-marker")
+    return rows
+
+
+def _trusted_marker(marker: Path, arr: zarr.Array) -> list[dict] | None:
+    """A finished sample's rows, if its marker is readable and every patch it wrote is in
+    the store with its checksum; None means extract (again)."""
+    rows = read_json(marker)
+    if not isinstance(rows, list):
+        return None
+    for row in rows:
+        if row.get("status") != "failed" and (
+            not row.get("checksum")
+            or chunk_problem(arr, row["index"], row["scanner_index"], row["checksum"])
+        ):
+            return None
     return rows
 
 
@@ -394,6 +461,9 @@ def _extract_sample(sample, scans, slides, ref_name, scanners, config, arr) -> l
             patch_to_slide=geo.to_six(m), level=int(level), similarity=sim, tissue_fraction=tissue
         )
         arr[sample["index"], s_idx] = patch
+        # the checksum is of what readers get back: JPEG chunks decode to other pixels
+        stored = arr[sample["index"], s_idx] if config.compression == "jpeg" else patch
+        row["checksum"] = patch_checksum(stored)
         rows.append(row)
     return rows
 
@@ -448,6 +518,16 @@ def read_given_regions(csv: Path, region_um: float) -> dict[str, list[dict]]:
         )
     if "region_um" not in table.columns:
         table["region_um"] = region_um
+    for col in ("x_um", "y_um", "region_um"):
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = ~np.isfinite(values) | ((values <= 0) if col == "region_um" else False)
+        if bad.any():
+            lines = ", ".join(str(i + 2) for i in table.index[bad][:5])  # +1 header, +1 base
+            raise ValueError(
+                f"{csv}: '{col}' is not a {'positive ' if col == 'region_um' else ''}number "
+                f"on line(s) {lines}; fix or delete those rows"
+            )
+        table[col] = values
     return {
         sid: g[["x_um", "y_um", "region_um"]].to_dict("records")
         for sid, g in table.groupby("slide_id")
@@ -469,58 +549,108 @@ def extract_build(
 
     ``annotations`` (:func:`scorpion_build.annotations.load_build_annotations`) adds the
     ``labels`` array; ``roi_classes`` samples only inside those annotated classes.
-    """
-    build = BuildDir.at(build_dir)
-    tasks, scanners, reference = slide_tasks(build)
-    labels_key = attach_annotations(tasks, annotations, roi_classes, regions_from)
-    state = build.state / "extract"
-    key = _inputs_key(config, build, regions_from, labels_key)
-    meta_file = state / "config.json"
-    if force or not meta_file.is_file() or json.loads(meta_file.read_text()).get("key") != key:
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(build.zarr, ignore_errors=True)
-    given = read_given_regions(regions_from, config.region_um) if regions_from else None
 
+    A finished store is never deleted before its successor is complete: new settings or
+    inputs (or ``force``) build a new store in ``BUILD/.state/extract-new`` that replaces
+    ``BUILD/patches.zarr`` only once every sample is written (``docs/contracts.md`` 3-4).
+    A re-run with unchanged inputs checks every finished patch against its checksum and
+    re-extracts the ones that are missing or damaged.
+    """
+    check_workers(workers)
+    check_scheduler(scheduler)
+    build = BuildDir.at(build_dir)
+    with build_lock(build.root):
+        build.refuse_links(build.zarr, build.state / "extract", build.state / "extract-new")
+        tasks, scanners, reference = slide_tasks(build)
+        labels_key = attach_annotations(tasks, annotations, roi_classes, regions_from)
+        given = read_given_regions(regions_from, config.region_um) if regions_from else None
+        key = _inputs_key(config, build, regions_from, tasks, labels_key)
+        final_state, staging = build.state / "extract", build.state / "extract-new"
+        in_place = not force and _stored_key(final_state) == key and _store_opens(build)
+        if in_place:
+            state, store = final_state, build.zarr
+        else:
+            if force or _stored_key(staging) != key:
+                shutil.rmtree(staging, ignore_errors=True)
+            state, store = staging, staging / "patches.zarr"
+        regions = _sample_all(tasks, state, config, given, workers, scheduler, progress)
+        samples = regions[(regions["status"] != "failed") & (regions["region_index"] >= 0)].copy()
+        samples["index"] = np.arange(len(samples), dtype=np.int64)
+        if not store.exists():
+            _create_store(store, len(samples), scanners, reference, config)
+            if annotations is not None:
+                group = zarr.open_group(str(store), mode="r+")
+                create_labels_array(group, samples, len(scanners), config.size, annotations)
+            given_path = str(Path(regions_from).resolve()) if regions_from else None
+            meta = {
+                "key": key,
+                "config": asdict(config),
+                "regions_from": given_path,
+                "labels": annotations is not None,
+            }
+            write_json_atomic(meta, state / "config.json")
+        patches = _extract_all(
+            tasks, samples, scanners, config, store, state, workers, scheduler, progress
+        )
+        if not in_place:
+            swap_in({staging / "patches.zarr": build.zarr, staging: final_state}, build.state)
+        if annotations is not None:
+            build.write("annotations", order_columns(pd.DataFrame(annotations.rows), "annotations"))
+        else:  # a build extracted without annotations has no labels to report on
+            build.manifest("annotations").unlink(missing_ok=True)
+        build.write("regions", regions)
+        build.write("patches", patches)
+    return regions, patches
+
+
+def _store_opens(build: BuildDir) -> bool:
+    """The finished store's metadata is intact (else a new store is built beside it)."""
+    try:
+        open_patch_array(build.zarr, build.root)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _stored_key(state: Path) -> str | None:
+    meta = read_json(state / "config.json")
+    return meta.get("key") if isinstance(meta, dict) else None
+
+
+def _sample_all(tasks, state, config, given, workers, scheduler, progress) -> pd.DataFrame:  # noqa: ANN001
+    """The regions table: sampled once per store, then reused from ``state``."""
     regions_file = state / "regions.parquet"
     if regions_file.is_file():
-        regions = pd.read_parquet(regions_file)
-    else:
-        rows = []
-        for res in run_tasks(
-            _sample_task,
-            tasks,
-            workers=workers,
-            scheduler=scheduler,
-            desc="sample",
-            progress=progress,
-            config=config,
-            given=given,
-        ):
-            rows += _task_rows(res, "region")
-        regions = pd.DataFrame(rows).sort_values(["slide_id", "region_index"], kind="stable")
-        regions = regions.reset_index(drop=True)  # the same table whatever order tasks end in
-        regions["region_index"] = regions["region_index"].astype("int64")
-        regions["sample_id"] = [
-            f"{s}_r{i:02d}" if i >= 0 else ""
-            for s, i in zip(regions["slide_id"], regions["region_index"], strict=True)
-        ]
-        regions = order_columns(regions, "regions")
-        state.mkdir(parents=True, exist_ok=True)
-        regions.to_parquet(regions_file, index=False)
-    build.write("regions", regions)
+        try:
+            return pd.read_parquet(regions_file)
+        except Exception:  # a damaged checkpoint is recomputed (sampling is seeded)
+            regions_file.unlink()
+    rows = []
+    for res in run_tasks(
+        _sample_task,
+        tasks,
+        workers=workers,
+        scheduler=scheduler,
+        desc="sample",
+        progress=progress,
+        config=config,
+        given=given,
+    ):
+        rows += _task_rows(res, "region")
+    regions = pd.DataFrame(rows).sort_values(["slide_id", "region_index"], kind="stable")
+    regions = regions.reset_index(drop=True)  # the same table whatever order tasks end in
+    regions["region_index"] = regions["region_index"].astype("int64")
+    regions["sample_id"] = [
+        f"{s}_r{i:02d}" if i >= 0 else ""
+        for s, i in zip(regions["slide_id"], regions["region_index"], strict=True)
+    ]
+    regions = order_columns(regions, "regions")
+    write_parquet_atomic(regions, regions_file)
+    return regions
 
-    samples = regions[(regions["status"] != "failed") & (regions["region_index"] >= 0)].copy()
-    samples["index"] = np.arange(len(samples), dtype=np.int64)
-    if annotations is not None:
-        build.write("annotations", order_columns(pd.DataFrame(annotations.rows), "annotations"))
-    else:  # a build extracted without annotations has no labels to report on
-        build.manifest("annotations").unlink(missing_ok=True)
-    if not build.zarr.exists():
-        _create_store(build.zarr, len(samples), scanners, reference, config)
-        if annotations is not None:
-            group = zarr.open_group(str(build.zarr), mode="r+")
-            create_labels_array(group, samples, len(scanners), config.size, annotations)
-        write_json_atomic({"key": key, "config": asdict(config)}, meta_file)
+
+def _extract_all(tasks, samples, scanners, config, store, state, workers, scheduler, progress):  # noqa: ANN001, ANN202
+    """Patch rows of every sample, written into ``store`` (resuming from ``state``)."""
     task_of = {t["slide_id"]: t for t in tasks}
     sample_state = state / "samples"
     sample_state.mkdir(parents=True, exist_ok=True)
@@ -535,32 +665,40 @@ def extract_build(
         desc="extract",
         progress=progress,
         config=config,
-        zarr_path=str(build.zarr),
+        zarr_path=str(store),
         scanners=scanners,
         state_dir=str(sample_state),
+        store_key=_stored_key(state) or "",
     ):
         rows += _task_rows(res, "patch", scanners)
     # no sample at all (no region fitted anywhere) still gives a manifest with its columns
     patches = order_columns(pd.DataFrame(rows), "patches")
     patches = patches.sort_values(["index", "scanner_index"], kind="stable")
-    patches = patches.reset_index(drop=True)  # the same table whatever order tasks end in
-    build.write("patches", patches)
-    return regions, patches
+    return patches.reset_index(drop=True)  # the same table whatever order tasks end in
 
 
 def _inputs_key(
-    config: ExtractConfig, build: BuildDir, regions_from: Path | None, labels_key: str = ""
+    config: ExtractConfig,
+    build: BuildDir,
+    regions_from: Path | None,
+    tasks: list[dict],
+    labels_key: str = "",
 ) -> str:
     """Changes whenever what the patches depend on changes: the config, each scan's status
     and mpp, each registration's status and matrix, the given regions, the annotations.
     Bookkeeping columns (timings, QC paths) are left out, so re-running an unchanged
-    registration keeps the finished patches."""
-    h = hashlib.sha1(config.key().encode())
+    registration keeps the finished patches. The status of every scan as this run sees it
+    (a slide file changed since scan fails) is part of it too."""
+    h = hashlib.sha1(f"{STORE_VERSION}:{config.key()}".encode())
     if labels_key:
         h.update(labels_key.encode())
     for name, columns in INPUT_COLUMNS.items():
-        table = build.read(name)[list(columns)].sort_values(["slide_id", "scanner"])
+        table = build.read(name)
+        table = table[[c for c in columns if c in table.columns]]
+        table = table.sort_values(["slide_id", "scanner"])
         h.update(table.to_json(orient="values", double_precision=15).encode())
+    seen = [(t["slide_id"], s, v["status"]) for t in tasks for s, v in sorted(t["scans"].items())]
+    h.update(json.dumps(seen).encode())
     if regions_from is not None:
         h.update(Path(regions_from).read_bytes())
     return h.hexdigest()[:16]

@@ -109,6 +109,8 @@ class _Session:
 
 
 _active: list[_Session] = []
+# log files of the sessions that ended, newest last: the CLI's one-line errors point there
+_finished: list[Path] = []
 
 
 @contextlib.contextmanager
@@ -176,6 +178,8 @@ def session(
         seconds = time.perf_counter() - started
         logging.getLogger(FILE_ONLY).info("%s finished after %.1f s", command, seconds)
         _active.pop()
+        if file.path is not None:
+            _finished.append(file.path)
         logging.captureWarnings(False)
         warnings_log.removeHandler(file)
         for handler in handlers:
@@ -183,6 +187,14 @@ def session(
             handler.close()
         root.setLevel(saved[0])
         root.propagate = saved[1]
+
+
+def last_log(since: float) -> Path | None:
+    """The log file of the newest session that ended, if it was written since ``since``
+    (seconds since the epoch); None when there is none."""
+    if _finished and _finished[-1].is_file() and _finished[-1].stat().st_mtime >= since - 1:
+        return _finished[-1]
+    return None
 
 
 def use_folder(folder: str | os.PathLike) -> Path | None:

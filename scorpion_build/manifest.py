@@ -28,6 +28,12 @@ SCHEMAS: dict[str, list[tuple[str, str, str]]] = {
         ("mpp_y", "float64", "level-0 microns per pixel along y"),
         ("mpp_source", "string", "metadata, override (slide table), or missing"),
         ("file_size", "int64", "file size in bytes"),
+        (
+            "file_mtime_ns",
+            "int64",
+            "file modification time, ns since the epoch: with file_size, how register "
+            "and extract notice a file changed since scan",
+        ),
         ("status", "string", "ok, warn or failed"),
         ("message", "string", "why the status is not ok, in words a user can act on"),
     ],
@@ -91,6 +97,12 @@ SCHEMAS: dict[str, list[tuple[str, str, str]]] = {
         ("correction_y_px", "float64", "local refinement shift applied, output px along y"),
         ("similarity", "float64", "NCC to the reference patch on a stain-robust image"),
         ("tissue_fraction", "float64", "tissue fraction of this patch"),
+        (
+            "checksum",
+            "string",
+            "CRC-32 (8 hex digits) of the patch's decoded uint8 pixels; empty when "
+            "failed. `scorpion-build verify` checks the store against it",
+        ),
         ("status", "string", "ok, warn or failed"),
         ("message", "string", "why the status is not ok, in words a user can act on"),
     ],
@@ -106,7 +118,7 @@ SCHEMAS: dict[str, list[tuple[str, str, str]]] = {
 
 @dataclass(frozen=True)
 class BuildDir:
-    """Paths inside a build directory (DESIGN.md 3.3)."""
+    """Paths inside a build directory (``docs/contracts.md`` section 3)."""
 
     root: Path
 
@@ -143,13 +155,32 @@ class BuildDir:
         path = self.manifest(name)
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found; run the stage that writes it first "
-                f"({WRITERS.get(name, 'scorpion-build').replace('BUILD', str(self.root))})"
+                f"{path} not found; run the stage that writes it first ({self.writer(name)})"
             )
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # truncated or not Parquet: say which file and the cure
+            raise ManifestError(
+                f"{path} is damaged ({exc.__class__.__name__}: {exc}); rebuild it with "
+                f"`{self.writer(name)}`"
+            ) from exc
+
+    def writer(self, name: str) -> str:
+        """The command that (re)writes manifest ``name`` for this build."""
+        return WRITERS.get(name, "scorpion-build").replace("BUILD", str(self.root))
+
+    def refuse_links(self, *paths: Path) -> None:
+        """Raise ``ValueError`` if writing to any of ``paths`` would follow a symbolic link
+        planted inside the build (see :func:`ensure_inside`)."""
+        for path in paths:
+            ensure_inside(self.root, path)
 
     def write(self, name: str, table: pd.DataFrame) -> Path:
-        return write_parquet_atomic(table, self.manifest(name))
+        return write_parquet_atomic(table, ensure_inside(self.root, self.manifest(name)))
+
+
+class ManifestError(ValueError):
+    """A manifest exists but cannot be read (truncated, not Parquet, wrong columns)."""
 
 
 # The command that writes each manifest, for "run this first" messages.
@@ -181,9 +212,65 @@ def write_json_atomic(obj: object, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_json(path: str | os.PathLike) -> object | None:
+    """A bookkeeping JSON file, or None when it is missing or damaged (e.g. cut short by a
+    full disk): bookkeeping is only a cache, so damage means "recompute", never a crash."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# Characters allowed in a file name made from a slide id or scanner name.
+_SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def safe_name(name: object) -> str:
+    """``name`` as a single, harmless path component.
+
+    Slide ids and scanner names are data, not paths: anything outside letters, digits,
+    ``-``, ``_`` and ``.`` becomes ``_``, and a leading dot too, so ``../../x`` can never
+    climb out of a folder or hide a file.
+    """
+    text = "".join(c if c in _SAFE_CHARS else "_" for c in str(name))
+    if text.startswith("."):
+        text = "_" + text[1:]
+    return text or "_"
+
+
+def is_safe_name(name: object) -> bool:
+    """True if ``name`` is usable as a file name as it is (see :func:`safe_name`)."""
+    return isinstance(name, str) and safe_name(name) == name
+
+
+def ensure_inside(root: Path, path: Path) -> Path:
+    """``path``, after checking it lies under ``root`` without passing through a symlink.
+
+    Writes into a build follow no symlink planted inside it: they would land elsewhere.
+    """
+    root = Path(root)
+    try:
+        rel = Path(os.path.normpath(path)).relative_to(os.path.normpath(root))
+    except ValueError:
+        raise ValueError(f"{path}: outside {root}; refusing to write there") from None
+    current = root
+    for part in rel.parts:
+        current = current / part
+        if current.is_symlink():
+            raise ValueError(
+                f"{current} is a symbolic link; scorpion-build does not write through links "
+                f"inside {root}. Replace it with a real folder or file"
+            )
     return path
 
 

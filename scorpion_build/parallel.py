@@ -29,6 +29,13 @@ from typing import Any
 from scorpion_build import logs
 
 log = logging.getLogger(__name__)
+# Seconds to wait for a --scheduler to answer before giving up with a clear message.
+CONNECT_TIMEOUT_S = 10
+
+
+class SchedulerError(RuntimeError):
+    """The dask.distributed scheduler given with --scheduler cannot be reached."""
+
 
 # Imported once by the forkserver, so helper processes start with them loaded (the
 # libraries every task uses, and the task modules themselves).
@@ -170,7 +177,14 @@ def dask_client(scheduler: str) -> Iterator[Any]:
     """A ``distributed.Client`` connected to the scheduler at ``scheduler``."""
     from distributed import Client
 
-    client = Client(scheduler, set_as_default=False)
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(
+            f"cannot reach the dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s "
+            f"({exc.__class__.__name__}); check that it runs (`dask scheduler`) and the "
+            "address, or leave --scheduler out to run locally. Finished work is kept"
+        ) from exc
     try:
         yield client
     finally:

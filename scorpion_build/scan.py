@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scorpion_build.discover import SLIDE_SUFFIXES, discover
-from scorpion_build.manifest import order_columns
+from scorpion_build.manifest import is_safe_name, order_columns
 from scorpion_build.mpp import coarse_note, mpp_problem, parse_override, ratio_note
 from scorpion_build.slide import Slide, SlideError
 from scorpion_build.tissue import FLUORESCENCE_NOTE, is_fluorescence
@@ -76,6 +76,7 @@ def read_slide_table(
             f"{source}: missing column(s) {', '.join(sorted(missing))}; a slide table has "
             "columns slide_id,scanner,path and optionally mpp"
         )
+    _check_blank_cells(table, source)
     if "mpp" not in table.columns:
         table["mpp"] = np.nan  # cells are checked per scan (inspect_slide), not coerced here
     table["path"] = [
@@ -85,10 +86,52 @@ def read_slide_table(
     return table[["slide_id", "scanner", "path", "mpp"]].copy()
 
 
+def _check_blank_cells(table: pd.DataFrame, source: Path) -> None:
+    """Every row needs a slide_id, a scanner and a path: name the CSV lines that lack one."""
+    for col in ("slide_id", "scanner", "path"):
+        blank = table[col].isna() | (table[col].astype(str).str.strip() == "")
+        if blank.any():
+            lines = ", ".join(str(i + 2) for i in table.index[blank][:5])  # +1 header, +1 base
+            raise SlideTableError(
+                f"{source}: blank '{col}' on line(s) {lines}; fill it in or delete the row"
+            )
+
+
+def file_stat(path: str) -> tuple[int, int]:
+    """(size in bytes, modification time in ns) of a slide file, (-1, -1) if unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
+def file_changed(row: dict) -> str:
+    """Why a slides-manifest row no longer describes its file ("" when it still does).
+
+    Register and extract call this before trusting a scan: a slide replaced, changed or
+    deleted after ``scan`` must not be served from a cache.
+    """
+    path = str(row.get("path", ""))
+    if "://" in path or row.get("status") == "failed":
+        return ""  # remote files are not tracked; failed scans are not used anyway
+    size, mtime = file_stat(path)
+    if size < 0:
+        return f"{path} is missing (it was there at scan); restore it, or re-run scan"
+    known_size = row.get("file_size")
+    known_mtime = row.get("file_mtime_ns")
+    if known_size is not None and not pd.isna(known_size) and int(known_size) != size:
+        return f"{path}: file changed since scan (size); re-run scan"
+    if known_mtime is not None and not pd.isna(known_mtime) and int(known_mtime) != mtime:
+        return f"{path}: file changed since scan (modification time); re-run scan"
+    return ""
+
+
 def inspect_slide(path: str, mpp: object = None) -> dict:
     """Open a scan, read one tile at the coarsest and finest level to prove it decodes, and
     check its mpp (``mpp``: the slide table's override, um/px) and its background."""
-    row: dict = {"path": path, "file_size": _file_size(path)}
+    size, mtime = file_stat(path)
+    row: dict = {"path": path, "file_size": size, "file_mtime_ns": mtime}
     unreadable = UNREADABLE_FORMATS.get(Path(path).suffix.lower())
     if unreadable is not None:
         name, tool = unreadable
@@ -163,13 +206,6 @@ def _probe_decode(slide: Slide) -> np.ndarray:
     return coarse
 
 
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1
-
-
 def check_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Set-level checks on inspected rows: duplicates, missing reference, mpp far from the
     reference's (a `warn`)."""
@@ -181,6 +217,13 @@ def check_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
         table.loc[ok, "status"] = "failed"
         table.loc[ok, "message"] = message
 
+    for col in ("slide_id", "scanner"):
+        for idx in table.index[~table[col].map(is_safe_name)]:
+            fail(
+                table.index == idx,
+                f"{col} {table.at[idx, col]!r} is not a safe name: it becomes part of file "
+                "names, so use only letters, digits, '-', '_' and '.' (not first)",
+            )
     dup = table.duplicated(["slide_id", "scanner"], keep=False)
     for (slide_id, scanner), _ in table[dup].groupby(["slide_id", "scanner"]):
         sel = dup & (table["slide_id"] == slide_id) & (table["scanner"] == scanner)
@@ -234,7 +277,7 @@ def scan(
     out = pd.concat(
         [table[["slide_id", "scanner"]].reset_index(drop=True), pd.DataFrame(inspected)], axis=1
     )
-    for col in ("width", "height", "level_count", "file_size"):
+    for col in ("width", "height", "level_count", "file_size", "file_mtime_ns"):
         out[col] = pd.to_numeric(out.get(col), errors="coerce").fillna(-1).astype("int64")
     for col in ("mpp_x", "mpp_y"):
         out[col] = pd.to_numeric(out.get(col), errors="coerce").astype("float64")

@@ -90,40 +90,37 @@ def paired_build(
     return build.root, given
 
 
-# Run in a child process: the CLI, with extract's marker writer wrapped so the process
-# SIGKILLs itself right after its first sample marker is on disk. The kill lands at the same
-# point every time (no polling race); it needs extract in-process (--workers 1).
-_KILL_AFTER_FIRST_SAMPLE = """
-import os, signal, sys
-import scorpion_build.extract as extract
-from scorpion_build.cli.main import main
-
-write = extract.write_json_atomic
-
-def write_then_die(obj, path):
-    write(obj, path)
-    if path.parent.name == "samples":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-extract.write_json_atomic = write_then_die
-main(sys.argv[1:], prog_name="scorpion-build")
-"""
-
-
-def kill_during_extract(args: list[str], build: Path, timeout_s: float = 300.0) -> bool:
-    """Run ``scorpion-build ARGS`` (in-process extract: ``--workers 1``) and SIGKILL it right
-    after extract has written its first sample's marker. Returns True if it was killed."""
+def kill_during_extract(
+    args: list[str], build: Path, after_samples: int = 1, timeout_s: float = 300.0
+) -> None:
+    """Run ``scorpion-build ARGS`` so that it SIGKILLs itself right after extract has
+    checkpointed its ``after_samples``-th sample (``scorpion_build.faults``), and check that
+    it died exactly there: no polling, so the kill always lands mid-run."""
+    import os
     import signal
     import subprocess
     import sys
 
+    from scorpion_build import faults
+
+    def markers() -> set[Path]:
+        return set((build / ".state").glob("extract*/samples/*.json"))
+
+    before = markers()
+    env = {**os.environ, faults.ENV: f"extract-marker:{after_samples}"}
     proc = subprocess.run(
-        [sys.executable, "-c", _KILL_AFTER_FIRST_SAMPLE, *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "scorpion_build.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout_s,
     )
-    return proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, (
+        f"expected a kill after sample {after_samples}, got exit {proc.returncode}: "
+        f"{proc.stderr[-2000:]}"
+    )
+    new = markers() - before
+    assert len(new) == after_samples, new
 
 
 def labelled_build(root: Path, extra_args: tuple[str, ...] = ()) -> dict:

@@ -73,6 +73,22 @@ def test_schema_doc_is_current():
     assert (REPO / "manifests" / "SCHEMAS.md").read_text() == schemas_markdown()
 
 
+def test_a_new_benchmark_report_reruns_analyze(tmp_path):
+    from scorpion_build.pipeline.runner import fingerprint
+
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text(
+        f"build: {tmp_path / 'b'}\nbenchmark:\n  predictions: preds.zarr\nanalyze:\n"
+        "  features: none\n"
+    )
+    config = load_config(yaml)
+    before = fingerprint(config, "analyze", "prev")
+    report = tmp_path / "b" / "benchmark" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text("{}")
+    assert fingerprint(config, "analyze", "prev") != before
+
+
 def test_extract_annotation_keys_and_their_files_in_the_fingerprint(tmp_path):
     from scorpion_build.pipeline.runner import fingerprint
 

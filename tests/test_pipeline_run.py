@@ -92,6 +92,47 @@ def test_full_run_writes_every_output(first_run):
     assert len(patches) == 2 * 3 and (patches["status"] != "failed").all()
 
 
+def test_summary_counts_every_stage_labelled(first_run):
+    _, _, result, _ = first_run
+    summary = result.output.split("\nsummary")[1]
+    for stage, label in [
+        ("scan", "scans"),
+        ("register", "pairs"),
+        ("extract", "regions"),
+        ("extract", "patches"),
+        ("export", "samples"),
+    ]:
+        line = next(x for x in summary.splitlines() if x.strip().startswith(stage))
+        assert f"{label}: ok " in line, line
+    assert "patches: ok 6, warn 0, failed 0" in summary or "patches: ok" in summary
+
+
+def test_warned_and_failed_rows_reach_summary_log_and_exit_code(caplog):
+    import logging
+
+    from scorpion_build import logs
+    from scorpion_build.pipeline.runner import StageResult, _counts, _item_keys, _tables
+
+    regions = pd.DataFrame(
+        {
+            "slide_id": ["s1", "s1", "s2"],
+            "region_index": [0, 1, -1],
+            "status": ["warn", "warn", "failed"],
+            "message": ["only 2 of 3 regions", "only 2 of 3 regions", "no tissue"],
+        }
+    )
+    patches = pd.DataFrame({"sample_id": ["s1_r00"], "status": ["ok"], "message": [""]})
+    tables = _tables({"regions": regions, "patches": patches})
+    result = StageResult("extract", False, 1.0, _counts(tables))
+    assert "regions: ok 0, warn 2, failed 1; patches: ok 1, warn 0, failed 0" in result.line()
+    assert result.failed  # a slide that yields no sample fails the run
+    with caplog.at_level(logging.WARNING):
+        for label, table in tables.items():  # as run_pipeline logs them
+            logs.log_items(table, f"extract {label}", _item_keys(table))
+    assert len(caplog.records) == 3
+    assert "extract regions s2 -1 failed: no tissue" in caplog.text
+
+
 def test_rerun_skips_unchanged_stages_and_changed_config_reruns_downstream(first_run):
     tmp, yaml_path, _, _ = first_run
     build = tmp / "local"
@@ -117,7 +158,7 @@ def test_interrupted_run_resumes_to_identical_result(first_run, tmp_path):
     _, _, _, reference = first_run
     yaml_path = _write(tmp_path, "victim")
     build = tmp_path / "victim"
-    assert kill_during_extract(["run", str(yaml_path)], build)
+    kill_during_extract(["run", str(yaml_path)], build, after_samples=1)
     assert not (build / "manifests" / "patches.parquet").exists()
     result = CliRunner().invoke(main, ["run", str(yaml_path)])
     assert result.exit_code == 0, result.output

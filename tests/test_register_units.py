@@ -219,7 +219,7 @@ def test_cli_names_the_missing_stage_and_bad_settings(tmp_path) -> None:
     assert result.exit_code != 0
     assert "slides.parquet" in result.output and "scorpion-build scan" in result.output
     result = CliRunner().invoke(command, [str(tmp_path), "--fine-mpp", "0"])
-    assert result.exit_code != 0 and "must be positive" in result.output
+    assert result.exit_code == 2 and "--fine-mpp 0.0: must be > 0" in result.output
 
 
 def test_qc_picture_of_a_small_scan_is_enlarged_with_its_whole_caption(tmp_path):

@@ -168,5 +168,5 @@ def test_pipeline_scan_ignore(tmp_path, cmu_svs):
     yaml.write_text(f"build: {tmp_path / 'b'}\nscan:\n  input: {root}\n  ignore: ['*_old.svs']\n")
     config = load_config(yaml)
     assert config.scan.ignore == ["*_old.svs"]
-    table = run_scan(config, None, False)
+    table = run_scan(config, None, False)["scans"]
     assert list(table["scanner"]) == ["AT2"] and (table["status"] == "ok").all()

@@ -6,7 +6,7 @@ bytes whatever the number of samples.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from scorpion_build.integrity import checked_reader
 from scorpion_build.manifest import BuildDir
 
 
 class PatchStoreError(ValueError):
-    """The patch store is missing or does not follow DESIGN.md 3.3."""
+    """The patch store is missing or does not follow ``docs/contracts.md`` section 4."""
 
 
 @dataclass
@@ -49,6 +50,14 @@ class PatchStore:
     valid: np.ndarray
     mpp: float
     path: Path
+    # read(n, s) that refuses a patch not matching its checksum (integrity.checked_reader)
+    checked: Callable[[int, int], np.ndarray] | None = None
+
+    def patch(self, n: int, s: int) -> np.ndarray:
+        """Patch ``(n, s)``; raises ``CorruptPatchError`` if its chunk is missing or damaged."""
+        if self.checked is None:
+            return np.asarray(self.array[n, s])
+        return self.checked(n, s)
 
     @property
     def ref_index(self) -> int:
@@ -64,7 +73,9 @@ class PatchStore:
 
     def read(self, n: int) -> np.ndarray:
         """All scanners' patches of sample ``n``: uint8 ``(S, size, size, 3)``."""
-        return np.asarray(self.array[n])
+        if self.checked is None:
+            return np.asarray(self.array[n])
+        return np.stack([self.checked(n, s) for s in range(self.array.shape[1])])
 
     def iter_samples(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(n, patches)`` for every sample that has at least one usable patch."""
@@ -74,7 +85,7 @@ class PatchStore:
 
     def thumbnail(self, n: int, s: int, size_px: int) -> np.ndarray:
         """One patch area-downsampled to ``size_px`` square (uint8 RGB)."""
-        return downsample(np.asarray(self.array[n, s]), size_px)
+        return downsample(self.patch(n, s), size_px)
 
 
 def downsample(patch: np.ndarray, size_px: int) -> np.ndarray:
@@ -154,4 +165,5 @@ def open_patches(build: BuildDir, patches: pd.DataFrame | None = None) -> PatchS
         valid=valid,
         mpp=float(attrs.get("mpp", np.nan)),
         path=path,
+        checked=checked_reader(array, patches, scanners, str(build.root)),
     )

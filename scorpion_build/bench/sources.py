@@ -28,6 +28,7 @@ from scorpion_build.bench.layout import (
     read_rgb,
     scan_layout,
 )
+from scorpion_build.integrity import checked_reader
 from scorpion_build.labels import LABELS_ARRAY, UNANNOTATED
 from scorpion_build.manifest import BuildDir
 
@@ -111,6 +112,7 @@ class ZarrPatches(PatchSource):
         if len(scanners) != s:
             raise DataError(f"{store}: attrs list {len(scanners)} scanners for axis 1 of size {s}")
         self._array = array
+        self._read = None
         self._labels = _labels_array(store, array.shape[:4])
         self._unannotated: set[int] = set()
         if self._labels is not None:
@@ -126,7 +128,8 @@ class ZarrPatches(PatchSource):
 
     def _apply_manifest(self, manifest: Path) -> None:
         try:
-            table = pd.read_parquet(manifest, columns=["index", "sample_id", "scanner", "status"])
+            checks = pd.read_parquet(manifest)
+            table = checks[["index", "sample_id", "scanner", "status"]]
         except Exception as exc:
             raise DataError(
                 f"{manifest}: cannot read columns index, sample_id, scanner, status ({exc}); "
@@ -149,12 +152,19 @@ class ZarrPatches(PatchSource):
         self.valid[rows, cols] = (table["status"] != "failed").to_numpy()
         for index, sid in zip(rows, table["sample_id"].astype(str), strict=True):
             self.sample_ids[index] = sid
+        if "checksum" in checks.columns:
+            checks = checks.assign(scanner_index=cols)
+            self._read = checked_reader(
+                self._array, checks, self.scanners, str(manifest.parent.parent)
+            )
 
     @property
     def size_px(self) -> tuple[int, int]:
         return int(self._array.shape[2]), int(self._array.shape[3])
 
     def read(self, n: int, s: int) -> np.ndarray:
+        if self._read is not None:  # refuses a chunk that does not match its checksum
+            return self._read(n, s)
         return np.asarray(self._array[n, s])
 
     def read_labels(self, n: int, s: int) -> np.ndarray | None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import device_option, force_option, log_options
+from scorpion_build.cli.common import GuardedCommand, device_option, force_option, log_options
 
 
-@click.command("analyze")
+@click.command("analyze", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--features",
@@ -46,12 +46,14 @@ def command(
     """Analyse BUILD (colour and feature shifts per scanner, paired to the reference,
     registration and alignment QC, benchmark results) and write BUILD/report/index.html."""
     from scorpion_build.analysis import analyze_build  # heavy imports only when run
-    from scorpion_build.analysis.data import PatchStoreError
-    from scorpion_build.analysis.features import WeightsError
+    from scorpion_build.lock import build_lock
+    from scorpion_build.manifest import BuildDir
 
     if weights is not None and features == "none":
         raise click.UsageError("--weights is only used with --features resnet50")
-    try:
+    with build_lock(build):
+        bd = BuildDir.at(build)
+        bd.refuse_links(bd.report, bd.root / "analysis")
         path = analyze_build(
             build,
             features=features,
@@ -60,6 +62,4 @@ def command(
             device=device,
             force=force,
         )
-    except (WeightsError, PatchStoreError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"report: {path}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
 from scorpion_build import logs
-from scorpion_build.cli.common import device_option, log, log_options, seed_option
+from scorpion_build.cli.common import GuardedCommand, device_option, log, log_options, seed_option
 from scorpion_build.metrics import DEFAULT_THRESHOLD
 
 
@@ -32,7 +33,7 @@ def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> Pa
     return path
 
 
-@click.command("benchmark")
+@click.command("benchmark", cls=GuardedCommand)
 @click.option(
     "--data",
     required=True,
@@ -122,14 +123,15 @@ def command(
     and class; reports the average and minimum over pairs (the SCORPION paper's numbers),
     per-class tables, the failure rate and bootstrap intervals.
     """
-    from scorpion_build.bench.layout import DataError
     from scorpion_build.bench.report import fmt_interval, fmt_number
     from scorpion_build.benchmark import run_benchmark
-    from scorpion_build.models import CheckpointError
+    from scorpion_build.lock import build_lock
 
     if (model is None) == (predictions is None):
         raise click.UsageError("pass exactly one of --model or --predictions")
-    try:
+    # a build being read must not be rewritten meanwhile: hold its lock (if it is a build)
+    holder = build_lock(data, readonly_ok=True) if (data / "manifests").is_dir() else nullcontext()
+    with holder:
         result = run_benchmark(
             data,
             out_dir,
@@ -147,8 +149,6 @@ def command(
             force=force,
             progress=logs.show_progress(),
         )
-    except (DataError, CheckpointError) as exc:
-        raise click.ClickException(str(exc)) from exc
     report = result.report
     for warning in report.get("warnings", []):
         log.warning("%s", warning)

@@ -1,21 +1,29 @@
-"""Click options shared by several commands, defined once."""
+"""Click options shared by several commands, and the one place errors are printed."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable
 
 import click
 import pandas as pd
 
 from scorpion_build import logs
+from scorpion_build.errors import error_line
+from scorpion_build.options import OptionError
 from scorpion_build.report.summary import group_messages
 
 log = logging.getLogger("scorpion_build.cli")
 # items named per group in the terminal summary; the log file names every one
 SHOWN_ITEMS = 6
+# `--debug` or this variable: show tracebacks instead of one-line errors
+DEBUG_ENV = "SCORPION_BUILD_DEBUG"
+# exit codes: 0 all ok (warnings allowed), 1 failed items or an error, 2 bad options
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 reference_option = click.option(
     "--reference", default="AT2", show_default=True, help="Reference scanner name."
@@ -24,8 +32,8 @@ workers_option = click.option(
     "--workers",
     type=int,
     default=None,
-    help="Processes working in parallel, this one included (default: one per usable CPU; "
-    "1: all in this process). Ignored with --scheduler.",
+    help="Processes working in parallel, this one included, >= 1 (default: one per usable "
+    "CPU; 1: all in this process). Ignored with --scheduler.",
 )
 scheduler_option = click.option(
     "--scheduler",
@@ -116,3 +124,44 @@ def group_line(group: dict) -> str:
     if len(items) > SHOWN_ITEMS:
         named += f" and {len(items) - SHOWN_ITEMS} more, all in the log"
     return f"{message} ({len(items)} items: {named})"
+
+
+def debug_enabled(ctx: click.Context | None) -> bool:
+    root = ctx.find_root() if ctx is not None else None
+    flag = bool(root and root.params.get("debug"))
+    return flag or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def fail(exc: BaseException, ctx: click.Context | None, since: float) -> None:
+    """Print ``exc`` as one line (plus the log path) and exit; re-raise under --debug."""
+    if debug_enabled(ctx):
+        raise exc
+    where = logs.last_log(since)
+    tail = (
+        f" (log: {where}; --debug shows the traceback)"
+        if where
+        else " (--debug shows the traceback)"
+    )
+    click.echo(f"Error: {error_line(exc)}{tail}", err=True)
+    sys.exit(EXIT_USAGE if isinstance(exc, OptionError) else EXIT_FAILED)
+
+
+def invoke_guarded(invoke: Callable[[], object], ctx: click.Context) -> object:
+    """Run a command; every failure that is not Click's own becomes :func:`fail`."""
+    since = time.time()
+    try:
+        return invoke()
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+        raise
+    except KeyboardInterrupt:
+        click.echo("interrupted; finished work is kept, run the command again to resume", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        fail(exc, ctx, since)
+
+
+class GuardedCommand(click.Command):
+    """A Click command whose failures are printed by :func:`fail` (one line, exit code)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        return invoke_guarded(lambda: super(GuardedCommand, self).invoke(ctx), ctx)

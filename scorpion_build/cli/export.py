@@ -6,26 +6,26 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import log_options
+from scorpion_build.cli.common import GuardedCommand, log_options
 from scorpion_build.export import export_release
 
 
-@click.command("export")
+@click.command("export", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True
 )
-@click.option("--quality", default=95, show_default=True, help="JPEG quality.")
+@click.option("--quality", default=95, show_default=True, help="JPEG quality, 1-100.")
 @log_options("build")
 def command(build: Path, out_dir: Path, fmt: str, quality: int) -> None:
     """Write BUILD's patches in the SCORPION release layout under OUT_DIR, with index.csv
     and attrs.json; a build with labels (extract --annotations) also gets label.png and
-    labels/<scanner>.png per sample, and classes.json."""
-    try:
-        index = export_release(build, out_dir, fmt=fmt, quality=quality)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
+    labels/<scanner>.png per sample, and classes.json.
+
+    OUT_DIR must be new, empty, or an earlier export, which is replaced once the new one is
+    complete."""
+    index = export_release(build, out_dir, fmt=fmt, quality=quality)
     click.echo(
         f"{len(index)} samples from {index['slide_id'].nunique()} slides -> {out_dir} "
         f"(mapping in {out_dir / 'index.csv'})"

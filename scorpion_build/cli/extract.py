@@ -10,6 +10,7 @@ import pandas as pd
 
 from scorpion_build.annotations import load_build_annotations
 from scorpion_build.cli.common import (
+    GuardedCommand,
     force_option,
     log,
     log_options,
@@ -20,7 +21,7 @@ from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_b
 from scorpion_build.manifest import BuildDir
 
 
-@click.command("extract")
+@click.command("extract", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--regions", default=10, show_default=True, help="Regions per slide.")
 @click.option("--region-um", default=800.0, show_default=True, help="Region side in um.")
@@ -97,25 +98,22 @@ def command(
         refine=not no_refine,
         compression=compression,
     )
-    try:
-        annotations = None
-        if annotations_dir is not None:
-            slides = BuildDir.at(build).read("slides")
-            annotations = load_build_annotations(slides, annotations_dir, class_file)
-        elif class_file is not None:
-            raise ValueError("--classes names the classes of --annotations; give both")
-        regions_df, patches = extract_build(
-            build,
-            config,
-            workers=workers,
-            scheduler=scheduler,
-            regions_from=regions_from,
-            force=force,
-            annotations=annotations,
-            roi_classes=roi_classes,
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    annotations = None
+    if annotations_dir is not None:
+        slides = BuildDir.at(build).read("slides")
+        annotations = load_build_annotations(slides, annotations_dir, class_file)
+    elif class_file is not None:
+        raise click.UsageError("--classes names the classes of --annotations; give both")
+    regions_df, patches = extract_build(
+        build,
+        config,
+        workers=workers,
+        scheduler=scheduler,
+        regions_from=regions_from,
+        force=force,
+        annotations=annotations,
+        roi_classes=roi_classes,
+    )
     n = patches["index"].nunique() if len(patches) else 0
     log.info(
         "%d samples x %d scanners at %.5g um/px -> %s",

@@ -6,6 +6,8 @@ import importlib
 
 import click
 
+from scorpion_build.cli.common import DEBUG_ENV
+
 # command name -> module under scorpion_build.cli holding a Click command named ``command``
 COMMANDS = {
     "synth": "synth",
@@ -16,6 +18,7 @@ COMMANDS = {
     "train": "train",
     "benchmark": "benchmark",
     "analyze": "analyze",
+    "verify": "verify",
     "run": "run",
 }
 
@@ -39,7 +42,12 @@ def _module_exists(name: str) -> bool:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="scorpion-build")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help=f"Show the full traceback of an error (or set {DEBUG_ENV}=1).",
+)
+def main(debug: bool) -> None:
     """Build scanner-paired patch datasets from multi-scanner whole-slide images,
     measure cross-scanner consistency, and train consistent models (SimCons)."""
 

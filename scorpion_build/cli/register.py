@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from scorpion_build.cli.common import (
+    GuardedCommand,
     force_option,
     log,
     log_options,
@@ -16,7 +17,7 @@ from scorpion_build.cli.common import (
 from scorpion_build.register import METHODS, RegisterConfig, register_build
 
 
-@click.command("register")
+@click.command("register", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--reference",
@@ -68,22 +69,16 @@ def command(
     """Register every scan in BUILD (from `scorpion-build scan`) to the reference scanner's
     scan of the same slide; write BUILD/manifests/registrations.parquet and QC overlays in
     BUILD/qc/register/. Finished pairs are skipped on a re-run unless --force."""
-    try:
-        config = RegisterConfig(
-            method=method, coarse_mpp=coarse_mpp, fine_mpp=fine_mpp, max_blocks=max_blocks
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    try:
-        table = register_build(
-            build,
-            reference=reference,
-            config=config,
-            workers=workers,
-            scheduler=scheduler,
-            force=force,
-        )
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
+    config = RegisterConfig(
+        method=method, coarse_mpp=coarse_mpp, fine_mpp=fine_mpp, max_blocks=max_blocks
+    )
+    table = register_build(
+        build,
+        reference=reference,
+        config=config,
+        workers=workers,
+        scheduler=scheduler,
+        force=force,
+    )
     log.info("registrations -> %s", build / "manifests" / "registrations.parquet")
     summarize_and_exit(table, "register", ["slide_id", "scanner"])

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from scorpion_build import logs
-from scorpion_build.cli.common import force_option, log_options, scheduler_option
+from scorpion_build.cli.common import GuardedCommand, force_option, log_options, scheduler_option
 from scorpion_build.pipeline import ConfigError, load_config, run_pipeline
 from scorpion_build.pipeline.config import STAGES
 
 
-@click.command("run")
+@click.command("run", cls=GuardedCommand)
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--from", "start", type=click.Choice(STAGES), help="First stage to run.")
 @click.option("--until", type=click.Choice(STAGES), help="Last stage to run.")

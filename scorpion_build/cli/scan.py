@@ -7,12 +7,19 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import log, log_options, reference_option, summarize_and_exit
+from scorpion_build.cli.common import (
+    GuardedCommand,
+    log,
+    log_options,
+    reference_option,
+    summarize_and_exit,
+)
+from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir
-from scorpion_build.scan import SlideTableError, scan
+from scorpion_build.scan import scan
 
 
-@click.command("scan")
+@click.command("scan", cls=GuardedCommand)
 @click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
@@ -58,13 +65,11 @@ def command(
     if source is None or build is None:
         raise click.UsageError("give SOURCE and -o/--out BUILD (or --show BUILD)")
     skipped: list[str] = []
-    try:
+    with build_lock(build):
         table = scan(source, reference=reference, ignore=ignore, skipped=skipped)
-    except SlideTableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        path = BuildDir.at(build).write("slides", table)
     for note in skipped:
         log.info("  note: %s", note)
-    path = BuildDir.at(build).write("slides", table)
     scanners = sorted(table["scanner"].unique())
     log.info(
         "%d slides x scanners %s (reference %s) -> %s",

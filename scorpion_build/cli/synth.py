@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from scorpion_build.cli.common import log, log_options, reference_option, seed_option
+from scorpion_build.cli.common import (
+    GuardedCommand,
+    log,
+    log_options,
+    reference_option,
+    seed_option,
+)
 
 
 def _scanner_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -27,7 +33,7 @@ def _mpp_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str,
     return out
 
 
-@click.command("synth")
+@click.command("synth", cls=GuardedCommand)
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--slides", "n_slides", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(

@@ -7,7 +7,7 @@ import sys
 import click
 
 from scorpion_build import logs
-from scorpion_build.cli.common import device_option, log_options
+from scorpion_build.cli.common import GuardedCommand, device_option, log_options
 
 # CLI option -> TrainConfig key (or section.key); None means "not given", the config's value wins
 _OPTION_KEYS = {
@@ -35,7 +35,7 @@ _OPTION_KEYS = {
 }
 
 
-@click.command(name="train")
+@click.command("train", cls=GuardedCommand)
 @click.option(
     "--config",
     "config_file",

@@ -147,7 +147,24 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     data = {**data, **(overrides or {})}
     config = _build(PipelineConfig, data, (), lines, path)
     config.source = path.resolve()
+    _check_values(config, lines, path)
     return config
+
+
+def _check_values(config: PipelineConfig, lines: dict[tuple, int], path: Path) -> None:
+    """Ranges and choices, by the validators the CLI uses: an error names key and line."""
+    from scorpion_build.options import OptionError
+    from scorpion_build.pipeline.stages import check_options
+
+    try:
+        check_options(config)
+    except OptionError as exc:
+        stage = getattr(exc, "stage", None)
+        key = (stage, exc.option) if stage else (exc.option,)
+        dotted = ".".join(k.replace("_", "-") for k in key)
+        raise ConfigError(
+            f"{_where(path, lines, key)}: '{dotted}' {exc.value!r}: {exc.problem}"
+        ) from exc
 
 
 def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:

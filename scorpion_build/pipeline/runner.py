@@ -19,8 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from scorpion_build import logs
+from scorpion_build.errors import error_line
 from scorpion_build.local_pool import warm_up
-from scorpion_build.manifest import write_json_atomic
+from scorpion_build.lock import build_lock
+from scorpion_build.manifest import BuildDir, read_json, write_json_atomic
+from scorpion_build.options import check_scheduler
 from scorpion_build.parallel import usable_cpus
 from scorpion_build.pipeline.config import STAGES, PipelineConfig
 from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
@@ -31,22 +34,28 @@ log = logging.getLogger(f"{logs.FILE_ONLY}.pipeline")
 
 @dataclass
 class StageResult:
+    """One stage's outcome. ``counts`` maps what was counted (``regions``, ``patches``,
+    ``pairs``...) to its ``{"ok": n, "warn": n, "failed": n}``."""
+
     stage: str
     skipped: bool
     seconds: float
-    counts: dict[str, int]
+    counts: dict[str, dict[str, int]]
     error: str = ""
 
     def line(self) -> str:
         if self.error:
             return f"{self.stage:10s} ERROR  {self.error}"
         what = "skipped (unchanged)" if self.skipped else f"{self.seconds:7.1f} s"
-        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        counts = "; ".join(
+            f"{label}: " + ", ".join(f"{k} {v}" for k, v in c.items())
+            for label, c in self.counts.items()
+        )
         return f"{self.stage:10s} {what:>20s}  {counts}"
 
     @property
     def failed(self) -> bool:
-        return bool(self.error) or self.counts.get("failed", 0) > 0
+        return bool(self.error) or any(c.get("failed", 0) > 0 for c in self.counts.values())
 
 
 def fingerprint(config: PipelineConfig, stage: str, previous: str) -> str:
@@ -64,6 +73,10 @@ def fingerprint(config: PipelineConfig, stage: str, previous: str) -> str:
                 h.update(_stat(path).encode())
             elif path is not None and path.is_dir():  # an annotation folder: every file
                 h.update("".join(_stat(f) for f in sorted(path.iterdir())).encode())
+    if stage == "analyze" and config.benchmark is not None:
+        # the report shows the benchmark: a new or re-run benchmark re-runs analyze
+        report = config.build_dir / config.benchmark.out / "report.json"
+        h.update((_stat(report) if report.is_file() else "no benchmark").encode())
     return h.hexdigest()[:20]
 
 
@@ -89,11 +102,27 @@ def _item_keys(result: pd.DataFrame) -> list[str]:
     return [c for c in ("slide_id", "region_index", "scanner") if c in columns]
 
 
-def _counts(result: pd.DataFrame) -> dict[str, int]:
-    if result is None or "status" not in getattr(result, "columns", []):
+def _tables(result: pd.DataFrame | dict | None) -> dict[str, pd.DataFrame]:
+    """A stage's labelled tables (a bare table counts ``items``)."""
+    if result is None:
         return {}
-    counts = result["status"].value_counts().to_dict()
-    return {k: int(counts.get(k, 0)) for k in ("ok", "warn", "failed")}
+    tables = result if isinstance(result, dict) else {"items": result}
+    return {k: t for k, t in tables.items() if "status" in getattr(t, "columns", [])}
+
+
+def _counts(tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
+    out = {}
+    for label, table in tables.items():
+        counts = table["status"].value_counts().to_dict()
+        out[label] = {k: int(counts.get(k, 0)) for k in ("ok", "warn", "failed")}
+    return out
+
+
+def _recorded_counts(record: dict) -> dict[str, dict[str, int]]:
+    counts = record.get("counts", {})
+    if counts and all(isinstance(v, int) for v in counts.values()):  # older flat records
+        return {"items": counts}
+    return counts
 
 
 def select_stages(config: PipelineConfig, start: str | None, until: str | None) -> list[str]:
@@ -117,16 +146,18 @@ def run_pipeline(
     """Run the selected stages; returns one result per stage (errors are recorded, and the
     stages after a crashed stage are not run)."""
     build = config.build_dir
-    build.mkdir(parents=True, exist_ok=True)
     state = build / ".state" / "stages"
     selected = select_stages(config, start, until)
     scheduler = scheduler or config.scheduler
+    check_scheduler(scheduler)
+    bd = BuildDir.at(build)
+    bd.refuse_links(bd.state / "stages", bd.root / "logs")  # no writes through planted links
     parallel = (config.workers or usable_cpus()) > 1
     if parallel and not scheduler and {"register", "extract"} & set(selected):
         warm_up()  # helper processes' imports run beside the stages before them
     results: list[StageResult] = []
     run_log = logs.session("run", build, console=False)
-    with run_log as log_file:
+    with build_lock(build), run_log as log_file:
         echo(f"build {build}  (log: {log_file.path})")
         previous = ""
         for stage in config.stages():
@@ -135,9 +166,10 @@ def run_pipeline(
             if stage not in selected:
                 continue
             record_file = state / f"{stage}.json"
-            record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+            record = read_json(record_file)
+            record = record if isinstance(record, dict) else {}  # damaged: run the stage
             if not force and record.get("fingerprint") == fp:
-                results.append(StageResult(stage, True, 0.0, record.get("counts", {})))
+                results.append(StageResult(stage, True, 0.0, _recorded_counts(record)))
                 echo(results[-1].line())
                 log.info("stage %s unchanged, skipped", stage)
                 continue
@@ -156,13 +188,15 @@ def run_pipeline(
                         False,
                         time.perf_counter() - t0,
                         {},
-                        f"{exc.__class__.__name__}: {exc}",
+                        error_line(exc),
                     )
                 )
                 echo(results[-1].line())
                 break
-            res = StageResult(stage, False, time.perf_counter() - t0, _counts(out))
-            logs.log_items(out, stage, _item_keys(out))
+            tables = _tables(out)
+            for label, table in tables.items():  # one log line per warned or failed row
+                logs.log_items(table, f"{stage} {label}", _item_keys(table))
+            res = StageResult(stage, False, time.perf_counter() - t0, _counts(tables))
             results.append(res)
             write_json_atomic(
                 {
@@ -173,7 +207,8 @@ def run_pipeline(
                 },
                 record_file,
             )
-            items = sum(res.counts.values())
+            # per item of the stage's last table (patches for extract)
+            items = sum(list(res.counts.values())[-1].values()) if res.counts else 0
             log.info(
                 "stage %s done: %s; %.2f s per item",
                 stage,

@@ -1,7 +1,8 @@
 """One adapter per stage: pipeline options -> the library call -> a short status summary.
 
-Each adapter returns a DataFrame with a ``status`` column (the stage's manifest) or a dict
-of counts; the runner prints and logs it.
+Each adapter returns its tables (each with a ``status`` column), labelled by what a row
+counts (``{"regions": ..., "patches": ...}``), or one such table; the runner prints the
+counts and logs every row that is not ``ok``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 from scorpion_build.manifest import BuildDir
 from scorpion_build.pipeline.config import PipelineConfig
 
-StageFn = Callable[[PipelineConfig, str | None, bool], pd.DataFrame]
+StageFn = Callable[[PipelineConfig, str | None, bool], pd.DataFrame | dict[str, pd.DataFrame]]
 
 
 def synth_input(config: PipelineConfig) -> Path:
@@ -40,7 +41,7 @@ def run_synth(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.
     if o.scenario:
         kwargs["scenarios"] = tuple(Scenario.parse(text) for text in o.scenario)
     table = synthesize(synth_input(config), SynthConfig(**kwargs))
-    return table.assign(status="ok")
+    return {"slides": table.assign(status="ok")}
 
 
 def run_scan(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
@@ -53,57 +54,103 @@ def run_scan(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.D
         source = synth_input(config) / "slides.csv"
     table = scan(source, reference=config.scan.reference, ignore=tuple(config.scan.ignore))
     BuildDir.at(config.build_dir).write("slides", table)
-    return table
+    return {"scans": table}
+
+
+def register_config(config: PipelineConfig):  # noqa: ANN201 - RegisterConfig, imported lazily
+    """The library's RegisterConfig for the pipeline's register options (validated there)."""
+    from scorpion_build.register.pair import RegisterConfig
+
+    return RegisterConfig(**config.stage_options("register"))
+
+
+def extract_config(config: PipelineConfig):  # noqa: ANN201 - ExtractConfig, imported lazily
+    """The library's ExtractConfig for the pipeline's extract options (validated there)."""
+    from scorpion_build.extract import ExtractConfig
+
+    options = config.stage_options("extract")
+    for name in ("regions_from", "annotations", "classes", "roi_class"):  # inputs, not settings
+        options.pop(name)
+    return ExtractConfig(**options)
+
+
+def check_options(config: PipelineConfig) -> None:
+    """Every stage's options through the same validators as the CLI's.
+
+    Raises ``OptionError`` with an added ``stage`` attribute (None for top-level keys).
+    """
+    from scorpion_build.export import check_export_options
+    from scorpion_build.options import (
+        OptionError,
+        check_choice,
+        check_number,
+        check_scheduler,
+        check_workers,
+    )
+
+    def top_level() -> None:
+        check_workers(config.workers)
+        check_scheduler(config.scheduler)
+
+    def benchmark() -> None:
+        check_number("batch_size", config.benchmark.batch_size, minimum=1, integer=True)
+        check_choice("device", config.benchmark.device, ("auto", "cpu", "cuda"))
+
+    checks = {
+        None: top_level,
+        "register": lambda: register_config(config),
+        "extract": lambda: extract_config(config),
+        "export": lambda: check_export_options(config.export.format, config.export.quality),
+        "benchmark": benchmark,
+        "analyze": lambda: check_choice("features", config.analyze.features, ("resnet50", "none")),
+    }
+    for stage, check in checks.items():
+        if stage is None or getattr(config, stage) is not None:
+            try:
+                check()
+            except OptionError as exc:
+                exc.stage = stage
+                raise
 
 
 def run_register(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
-    from scorpion_build.register.pair import RegisterConfig
     from scorpion_build.register.pipeline import register_build
 
-    reference = config.scan.reference if config.scan else "AT2"
-    return register_build(
+    reference = config.scan.reference if config.scan else None
+    table = register_build(
         config.build_dir,
         reference=reference,
-        config=RegisterConfig(**config.stage_options("register")),
+        config=register_config(config),
         workers=config.workers,
         scheduler=scheduler,
         force=force,
     )
+    return {"pairs": table}
 
 
 def run_extract(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
-    from scorpion_build.extract import ExtractConfig, extract_build
+    from scorpion_build.extract import extract_build
 
     o = config.extract
-    ec = ExtractConfig(
-        regions=o.regions,
-        region_um=o.region_um,
-        size=o.size,
-        seed=o.seed,
-        min_tissue=o.min_tissue,
-        refine=o.refine,
-        compression=o.compression,
-    )
     annotations = None
     if o.annotations:
         from scorpion_build.annotations import load_build_annotations
-        from scorpion_build.manifest import BuildDir
 
         slides = BuildDir.at(config.build_dir).read("slides")
         annotations = load_build_annotations(
             slides, config.path(o.annotations), config.path(o.classes)
         )
-    _, patches = extract_build(
+    regions, patches = extract_build(
         config.build_dir,
-        ec,
+        extract_config(config),
         workers=config.workers,
         scheduler=scheduler,
-        regions_from=config.path(o.regions_from),
+        regions_from=config.path(config.extract.regions_from),
         force=force,
         annotations=annotations,
         roi_classes=tuple(o.roi_class),
     )
-    return patches
+    return {"regions": regions, "patches": patches}
 
 
 def run_export(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
@@ -113,7 +160,7 @@ def run_export(config: PipelineConfig, scheduler: str | None, force: bool) -> pd
     index = export_release(
         config.build_dir, config.build_dir / o.dir, fmt=o.format, quality=o.quality
     )
-    return index.assign(status="ok")
+    return {"samples": index.assign(status="ok")}
 
 
 def run_benchmark(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
@@ -132,9 +179,8 @@ def run_benchmark(config: PipelineConfig, scheduler: str | None, force: bool) ->
         device=o.device,
     )
     report = result.report
-    return pd.DataFrame(
-        [{"status": "ok", "average": report["average"], "minimum": report["minimum"]}]
-    )
+    row = {"status": "ok", "average": report["average"], "minimum": report["minimum"]}
+    return {"report": pd.DataFrame([row])}
 
 
 def run_analyze(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:
@@ -150,7 +196,7 @@ def run_analyze(config: PipelineConfig, scheduler: str | None, force: bool) -> p
         weights=config.path(o.weights),
         benchmark_dir=bench_dir,
     )
-    return pd.DataFrame([{"status": "ok", "report": str(index)}])
+    return {"report": pd.DataFrame([{"status": "ok", "report": str(index)}])}
 
 
 STAGE_FUNCTIONS: dict[str, StageFn] = {

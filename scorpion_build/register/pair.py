@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from scorpion_build import geometry as geo
+from scorpion_build.options import check_choice, check_number
 from scorpion_build.register import coarse, fine, qc
 from scorpion_build.register.thumbs import View, coarse_mpp_for, plain_grey, read_view
 from scorpion_build.slide import Slide
@@ -40,14 +41,15 @@ class RegisterConfig:
     search: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose {' or '.join(METHODS)}")
-        if self.search not in ("auto", "always", "never"):
-            raise ValueError("search must be auto, always or never")
-        if self.fine_mpp <= 0 or (self.coarse_mpp is not None and self.coarse_mpp <= 0):
-            raise ValueError("coarse and fine resolutions (um/px) must be positive")
-        if self.max_blocks < 1 or self.block_px < 32 or self.passes < 1:
-            raise ValueError("max_blocks and passes must be >= 1 and block_px >= 32")
+        """Every value checked before anything is opened (raises ``OptionError``)."""
+        check_choice("method", self.method, METHODS)
+        check_choice("search", self.search, ("auto", "always", "never"))
+        check_number("fine_mpp", self.fine_mpp, above=0)
+        if self.coarse_mpp is not None:
+            check_number("coarse_mpp", self.coarse_mpp, above=0)
+        check_number("max_blocks", self.max_blocks, minimum=1, integer=True)
+        check_number("block_px", self.block_px, minimum=32, integer=True)
+        check_number("passes", self.passes, minimum=1, integer=True)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorpion_build.manifest import BuildDir, order_columns, write_json_atomic
+from scorpion_build.lock import build_lock
+from scorpion_build.manifest import BuildDir, order_columns, read_json, safe_name, write_json_atomic
+from scorpion_build.options import check_scheduler, check_workers
 from scorpion_build.parallel import cached, run_tasks
 from scorpion_build.register.pair import (
     RegisterConfig,
@@ -23,6 +25,7 @@ from scorpion_build.register.pair import (
     reference_view,
     register_pair,
 )
+from scorpion_build.scan import file_changed
 from scorpion_build.slide import Slide
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,8 @@ def register_scan(task: dict) -> dict:
     except Exception as exc:  # one bad scan must not stop the slide's other scans
         log.debug("registration failed", exc_info=True)
         row = failed_row(f"{mov_row['path']}: {exc.__class__.__name__}: {exc}")
+        # a crash (unreadable file, I/O error) may not happen again: never cached
+        row["_retry"] = True
     # the reference view serves the slide's pairs: a process that computes it charges
     # each pair a share
     row["seconds"] = row.get("seconds", 0.0) + ref_seconds / task["pairs"]
@@ -88,14 +93,43 @@ def register_build(
 
     Finished pairs are checkpointed under ``BUILD/.state/register`` and reused on a re-run
     with the same inputs and settings (unless ``force``); the manifest is rewritten after
-    every finished slide. Returns the registrations table.
+    every finished slide. A pair whose registration failed on its merits (too few inliers)
+    is reused like a finished one; one that crashed (unreadable file, I/O error) or whose
+    file changed since scan is never cached, so it is retried once fixed and re-scanned.
+    Returns the registrations table.
+
+    Raises
+    ------
+    ValueError
+        ``reference`` is not the scanner ``scan`` chose (the slides manifest marks it): the
+        rest of the build (extract's axis order, QC) follows scan's choice.
     """
     config = config or RegisterConfig()
+    check_workers(workers)
+    check_scheduler(scheduler)
     bdir = BuildDir.at(build)
-    slides = bdir.read("slides")
-    if reference is None:
-        marked = slides.loc[slides["is_reference"].astype(bool), "scanner"].unique()
-        reference = str(marked[0]) if len(marked) else "AT2"
+    with build_lock(bdir.root):
+        bdir.refuse_links(bdir.qc / "register", bdir.state / "register")
+        slides = bdir.read("slides")
+        reference = _scan_reference(slides, reference, bdir)
+        return _register_all(bdir, slides, reference, config, workers, scheduler, force, progress)
+
+
+def _scan_reference(slides: pd.DataFrame, reference: str | None, bdir: BuildDir) -> str:
+    """The reference scanner: the one scan marked; a different ``reference`` is refused."""
+    marked = slides.loc[slides["is_reference"].astype(bool), "scanner"].unique()
+    if not len(marked):
+        return reference or "AT2"
+    if reference is not None and reference != str(marked[0]):
+        raise ValueError(
+            f"--reference {reference} differs from the reference scan chose ({marked[0]}) "
+            f"in {bdir.manifest('slides')}; re-run `scorpion-build scan INPUT -o {bdir.root} "
+            f"--reference {reference}` first, or leave --reference out"
+        )
+    return str(marked[0])
+
+
+def _register_all(bdir, slides, reference, config, workers, scheduler, force, progress):  # noqa: ANN001, ANN202
     done: dict[tuple[str, str], dict] = {}
     tasks = []
     for slide_id, group in slides.groupby("slide_id", sort=True):
@@ -103,8 +137,12 @@ def register_build(
         refs = [r for r in rows if r["scanner"] == reference]
         ref_row = refs[0] if refs else None
         moving = []
+        changed = {r["scanner"]: file_changed(r) for r in rows}
         for row in rows:
-            if ref_row is not None and row is ref_row:
+            if changed[row["scanner"]] or (ref_row is not None and changed[ref_row["scanner"]]):
+                msg = changed[row["scanner"]] or f"reference scan: {changed[ref_row['scanner']]}"
+                done[(slide_id, row["scanner"])] = _with_keys(failed_row(msg), row, ref_row, config)
+            elif ref_row is not None and row is ref_row:
                 done[(slide_id, row["scanner"])] = _reference_row(row, config)
             elif ref_row is None:
                 msg = (
@@ -161,7 +199,8 @@ def register_build(
             row = _with_keys(failed_row(err), task["moving"], task["reference"], config)
         else:
             row = result.value
-            _save_checkpoint(bdir, row)
+            if not row.get("_retry"):
+                _save_checkpoint(bdir, row)
         done[(row["slide_id"], row["scanner"])] = row
         _write(bdir, done.values())
     return _table(done.values())
@@ -170,7 +209,7 @@ def register_build(
 def qc_relpath(slide_id: str, scanner: str, method: str) -> Path:
     """QC overlay path relative to the build directory."""
     suffix = "" if method == "robust" else f"_{method}"
-    return Path("qc") / "register" / f"{_safe(slide_id)}_{_safe(scanner)}{suffix}.png"
+    return Path("qc") / "register" / f"{safe_name(slide_id)}_{safe_name(scanner)}{suffix}.png"
 
 
 # -- rows, checkpoints ------------------------------------------------------------------------
@@ -205,6 +244,7 @@ def _ident(row: dict) -> tuple:
     return (
         row["path"],
         row.get("file_size"),
+        row.get("file_mtime_ns"),
         row.get("mpp_x"),
         row.get("mpp_y"),
         row.get("reader"),
@@ -238,7 +278,7 @@ def _reference_row(ref_row: dict, config: RegisterConfig) -> dict:
 
 
 def _checkpoint_path(bdir: BuildDir, slide_id: str, scanner: str, method: str) -> Path:
-    return bdir.state / "register" / method / _safe(slide_id) / f"{_safe(scanner)}.json"
+    return bdir.state / "register" / method / safe_name(slide_id) / f"{safe_name(scanner)}.json"
 
 
 def _save_checkpoint(bdir: BuildDir, row: dict) -> None:
@@ -249,23 +289,16 @@ def _load_checkpoint(
     bdir: BuildDir, mov_row: dict, ref_row: dict, config: RegisterConfig
 ) -> dict | None:
     path = _checkpoint_path(bdir, str(mov_row["slide_id"]), str(mov_row["scanner"]), config.method)
-    if not path.is_file():
+    row = read_json(path)  # None when missing or damaged: recomputed
+    if not isinstance(row, dict):
         return None
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # a damaged checkpoint is just recomputed
     # JSON turns tuples into lists: compare through the same round trip
     key = json.loads(json.dumps(_pair_key(mov_row, ref_row, config), default=str))
     return row if row.get("_key") == key else None
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
-
-
 def _table(rows: Iterable[dict]) -> pd.DataFrame:
-    table = pd.DataFrame([{k: v for k, v in r.items() if k != "_key"} for r in rows])
+    table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     if table.empty:
         return order_columns(table, "registrations")
     table["matrix"] = [[float(v) for v in m] for m in table["matrix"]]

@@ -142,7 +142,9 @@ def run_shared(
         pipes[reader] = number
         writers.append(writer)
     # Starting waits for the forkserver's imports the first time: do it beside the work
-    threading.Thread(target=_start, args=(procs, writers), daemon=True).start()
+    cancel = threading.Event()
+    starter = threading.Thread(target=_start, args=(procs, writers, cancel), daemon=True)
+    starter.start()
     pending = set(range(len(items)))
     try:
         while (index := work.take()) is not None:
@@ -155,17 +157,26 @@ def run_shared(
             yield TaskResult(items[index], error=RuntimeError("no process ran this task"))
     finally:
         work.stop()  # a helper still starting, or between tasks, finds nothing and ends
+        cancel.set()  # helpers not started yet are not needed
         for proc in procs:
             if pending and proc.pid is not None and proc.is_alive():
                 proc.terminate()  # the caller stopped early: nobody will read this task
+        # A helper that started after this process took the last task is still reading its
+        # arguments: the shared work list (a named semaphore) must outlive that, so wait
+        # for it to end rather than let the list be freed under it.
+        starter.join()
+        for proc in procs:
+            if proc.pid is not None:
+                proc.join()
         for reader in pipes:
             reader.close()
 
 
-def _start(procs: list, writers: list[Connection]) -> None:
+def _start(procs: list, writers: list[Connection], cancel: threading.Event) -> None:
     for proc, writer in zip(procs, writers, strict=True):
         try:
-            proc.start()
+            if not cancel.is_set():
+                proc.start()
         except Exception as exc:  # this process does the work alone
             log.warning("a helper process could not start (%s); working without it", exc)
         finally:

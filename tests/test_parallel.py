@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -136,3 +137,29 @@ def test_default_workers_follow_a_container_cpu_limit(monkeypatch, files, cpus) 
     monkeypatch.setattr(parallel, "_read_text", files.get)
     assert parallel.usable_cpus() == cpus
     assert parallel.default_workers(100) == cpus and parallel.default_workers(1) == 1
+
+
+
+def _identity(item: int) -> int:
+    return item
+
+
+def test_a_helper_starting_after_the_last_task_is_waited_for(monkeypatch) -> None:
+    """This process takes the only task before its helper starts: the run must not return
+    while that helper is still starting (its shared work list would be freed under it and
+    it would crash with a traceback), and the late helper must end cleanly."""
+    from scorpion_build import local_pool
+
+    real_start, seen = local_pool._start, {}
+
+    def late_start(procs, writers, cancel) -> None:
+        seen["thread"], seen["procs"] = threading.current_thread(), procs
+        assert cancel.wait(WAIT_S)  # set once this process has every result
+        cancel.clear()  # start the helper anyway: the late start this test is about
+        real_start(procs, writers, cancel)
+
+    monkeypatch.setattr(local_pool, "_start", late_start)
+    results = list(local_pool.run_shared(_identity, [7], {}, "late-helper", helpers=1))
+    assert [(r.value, r.error) for r in results] == [(7, None)]
+    assert not seen["thread"].is_alive()
+    assert [p.exitcode for p in seen["procs"]] == [0]

@@ -1,4 +1,5 @@
-"""The inter-scanner consistency protocol (DESIGN.md 3.4): data -> inference -> metrics -> report.
+"""The inter-scanner consistency protocol (docs/contracts.md §5): data -> inference ->
+metrics -> report.
 
 Predictions are kept in ``OUT/predictions.zarr``, so the metrics can be recomputed (other
 threshold, labels, bootstrap) without running the model again: pass that array back as

@@ -1,4 +1,4 @@
-"""Affines and the pixel convention (DESIGN.md 3.1/3.2), in one place.
+"""Affines and the pixel convention (docs/contracts.md §1-2), in one place.
 
 Convention: continuous coordinates with the origin at the top-left corner of the top-left
 pixel; pixel (row i, col j) covers [j, j+1) x [i, i+1), centre (j + 0.5, i + 0.5). A level-k

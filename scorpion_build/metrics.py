@@ -1,4 +1,4 @@
-"""Cross-scanner consistency numbers (DESIGN.md 3.4): pure NumPy functions over label maps.
+"""Cross-scanner consistency numbers (docs/contracts.md §5): pure NumPy functions over label maps.
 
 A *label map* is an integer array of class indices, one per pixel. Predictions for a paired
 dataset are stacked as ``(N, S, H, W)``: N samples, S scanners in a fixed axis order. Every
@@ -252,7 +252,7 @@ class ConsistencySummary:
         return [int(n) for n in order[: min(k, self.n_samples)]]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the DESIGN.md 3.4 keys and the rest."""
+        """JSON-ready dict with the docs/contracts.md §5 keys and the rest."""
 
         def interval(name: str) -> list[float | None]:
             low, high = self.ci.get(name, (np.nan, np.nan))

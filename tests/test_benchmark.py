@@ -110,7 +110,7 @@ def test_release_folder_is_read_with_scanners_samples_and_gaps(release: Path):
 
 
 def build_dir(root: Path, failed: tuple[int, str] | None) -> Path:
-    """A build directory as `extract` writes it (DESIGN.md 3.3), one manifest row failed."""
+    """A build directory as `extract` writes it (docs/contracts.md §3), one manifest row failed."""
     scanners = ["AT2", "DP200"]
     group = zarr.open_group(root / "patches.zarr", mode="w")
     group.attrs.update(

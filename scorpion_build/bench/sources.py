@@ -91,7 +91,7 @@ class PatchSource(ABC):
 
 
 class ZarrPatches(PatchSource):
-    """``patches.zarr`` from ``extract`` (DESIGN.md 3.3), with its manifest when present.
+    """``patches.zarr`` from ``extract`` (docs/contracts.md §3), with its manifest when present.
 
     A manifest row with status ``failed``, or no row at all for a (sample, scanner), marks
     that patch missing; without a manifest every patch counts as present.

@@ -5,7 +5,7 @@ Each reference tissue block is read from the reference scan and, through the cur
 affine, from the moving scan into the same block frame; the sub-pixel shift between the two
 (windowed cross-correlation of optical density, peak refined by a 2-D quadratic fit:
 :func:`scorpion_build.align.phase_shifts`) is a local correspondence. Affines map reference
-level-0 px -> moving level-0 px (DESIGN.md 3.2).
+level-0 px -> moving level-0 px (docs/contracts.md §2).
 """
 
 from __future__ import annotations

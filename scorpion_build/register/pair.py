@@ -115,7 +115,7 @@ def register_pair(
     label: str = "",
 ) -> dict:
     """Register ``mov`` to ``ref``; return the QC row (matrix: reference level-0 px -> moving
-    level-0 px, DESIGN.md 3.2) with status and message. Writes the overlay to ``qc_path``."""
+    level-0 px, docs/contracts.md §2) with status and message. Writes the overlay to ``qc_path``."""
     t0 = time.perf_counter()
     rv = ref_view if ref_view is not None else reference_view(ref, config)
     mv = read_view(mov, rv.mpp)

@@ -1,7 +1,7 @@
 """Low-resolution views of a scan for registration: RGB, stain-robust grey, tissue mask.
 
 Every view is read at a resolution chosen in um/px (never by pyramid index) and knows the
-exact affine from its pixels to the slide's level-0 pixels (DESIGN.md 3.1).
+exact affine from its pixels to the slide's level-0 pixels (docs/contracts.md §1).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ The distortion and stitching are defined in the direction the renderer needs the
 the scanner back to the specimen: a pixel in camera tile k shows stage point
 ``w = v - e_k``, and ``q = w - d(w)`` with ``d`` a smooth field of a few um. The forward map
 solves those two equations (fixed-point iteration, tile consistency), so both directions
-agree to numerical precision. Pixel coordinates follow DESIGN.md 3.1.
+agree to numerical precision. Pixel coordinates follow docs/contracts.md §1.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 ``OUT_DIR/truth/{slide_id}.json`` holds every scan's geometry (placement affine, distortion
 waves, stitching shifts), appearance and scenarios; ``{slide_id}.labels.png`` the class map
 of the specimen. :func:`load_truth` turns them back into a :class:`SlideTruth`, whose maps
-are the very ones the renderer sampled with. Coordinates follow DESIGN.md 3.1 (continuous,
-pixel (i, j) covers [j, j+1) x [i, i+1)); affines follow DESIGN.md 3.2.
+are the very ones the renderer sampled with. Coordinates follow docs/contracts.md §1 (continuous,
+pixel (i, j) covers [j, j+1) x [i, i+1)); affines follow docs/contracts.md §2.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class SlideTruth:
             "format_version": FORMAT_VERSION,
             "slide_id": self.slide_id,
             "reference": self.reference,
-            "convention": "level-0 px, DESIGN.md 3.1; affines [a,b,c,d,e,f] per DESIGN.md 3.2",
+            "convention": "level-0 px (docs/contracts.md §1); affines [a,b,c,d,e,f] (§2)",
             "labels_file": label_file.name,
             "labels_mpp": self.labels_mpp,
             "scanners": {

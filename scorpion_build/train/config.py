@@ -38,7 +38,7 @@ class RandStainNAConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (paper defaults, DESIGN.md section 1).
+    """Everything that defines a training run (paper defaults, docs/training.md).
 
     Units: ``size`` is the square training crop in pixels; ``lr`` is Adam's step size;
     ``consistency_weight`` is SimCons' lambda; ``loss`` the Dice form of both terms

@@ -143,8 +143,7 @@ def run_shared(
         writers.append(writer)
     # Starting waits for the forkserver's imports the first time: do it beside the work
     cancel = threading.Event()
-    starter = threading.Thread(target=_start, args=(procs, writers, cancel), daemon=True)
-    starter.start()
+    threading.Thread(target=_start, args=(procs, writers, cancel, work), daemon=True).start()
     pending = set(range(len(items)))
     try:
         while (index := work.take()) is not None:
@@ -161,18 +160,17 @@ def run_shared(
         for proc in procs:
             if pending and proc.pid is not None and proc.is_alive():
                 proc.terminate()  # the caller stopped early: nobody will read this task
-        # A helper that started after this process took the last task is still reading its
-        # arguments: the shared work list (a named semaphore) must outlive that, so wait
-        # for it to end rather than let the list be freed under it.
-        starter.join()
-        for proc in procs:
-            if proc.pid is not None:
-                proc.join()
         for reader in pipes:
             reader.close()
 
 
-def _start(procs: list, writers: list[Connection], cancel: threading.Event) -> None:
+def _start(
+    procs: list, writers: list[Connection], cancel: threading.Event, work: WorkList
+) -> None:
+    """Start the helpers (none once ``cancel`` is set: the work is done), then hold ``work``
+    until they have ended: a helper started after this process took the last task may still
+    be reading its arguments, and the shared list (a named semaphore) must outlive that.
+    Waiting here, not in the caller, lets the caller go on at once."""
     for proc, writer in zip(procs, writers, strict=True):
         try:
             if not cancel.is_set():
@@ -181,6 +179,12 @@ def _start(procs: list, writers: list[Connection], cancel: threading.Event) -> N
             log.warning("a helper process could not start (%s); working without it", exc)
         finally:
             writer.close()  # the helper holds the only writer: its end is the helper's end
+    # Sentinels become ready when a helper ends; waiting on them reads nothing, so this
+    # does not race the caller's own join of a helper.
+    sentinels = [proc.sentinel for proc in procs if proc.pid is not None]
+    while sentinels:
+        ready = wait(sentinels)
+        sentinels = [s for s in sentinels if s not in ready]
 
 
 def _here(func: Callable[..., Any], item: Any, kwargs: dict, run: str) -> TaskResult:

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from multiprocessing import context as mp_context
 from pathlib import Path
 
 import pytest
@@ -140,26 +141,45 @@ def test_default_workers_follow_a_container_cpu_limit(monkeypatch, files, cpus) 
 
 
 
-def _identity(item: int) -> int:
+_STARTING, _GATE = threading.Event(), threading.Event()
+_LATE: dict = {}
+
+
+class _LateProcess(mp_context.ForkServerProcess):
+    """A helper whose start is held back until the test opens the gate."""
+
+    def start(self) -> None:
+        _LATE["thread"], _LATE["proc"] = threading.current_thread(), self
+        _STARTING.set()
+        assert _GATE.wait(WAIT_S)
+        super().start()
+
+
+def _once_a_helper_is_starting(item: int) -> int:
+    """Runs in this process: returns only once the helper's start has begun."""
+    assert _STARTING.wait(WAIT_S)
     return item
 
 
-def test_a_helper_starting_after_the_last_task_is_waited_for(monkeypatch) -> None:
-    """This process takes the only task before its helper starts: the run must not return
-    while that helper is still starting (its shared work list would be freed under it and
-    it would crash with a traceback), and the late helper must end cleanly."""
+def test_a_helper_that_starts_after_the_run_still_finds_its_work_list(monkeypatch) -> None:
+    """This process takes the only task and the run ends before its helper starts: the late
+    helper must still find the shared work list (it used to be freed under it, and the
+    helper crashed with a traceback), and the run must not wait for it."""
     from scorpion_build import local_pool
 
-    real_start, seen = local_pool._start, {}
+    ctx = local_pool._context()
 
-    def late_start(procs, writers, cancel) -> None:
-        seen["thread"], seen["procs"] = threading.current_thread(), procs
-        assert cancel.wait(WAIT_S)  # set once this process has every result
-        cancel.clear()  # start the helper anyway: the late start this test is about
-        real_start(procs, writers, cancel)
+    class LateContext:
+        Process = _LateProcess
 
-    monkeypatch.setattr(local_pool, "_start", late_start)
-    results = list(local_pool.run_shared(_identity, [7], {}, "late-helper", helpers=1))
+        def __getattr__(self, name: str):
+            return getattr(ctx, name)
+
+    monkeypatch.setattr(local_pool, "_context", LateContext)
+    run = local_pool.run_shared(_once_a_helper_is_starting, [7], {}, "late-helper", helpers=1)
+    results = list(run)
+    _GATE.set()  # only now, with the run over, does the helper start
+    _LATE["thread"].join(WAIT_S)  # the starter holds the work list until its helpers end
     assert [(r.value, r.error) for r in results] == [(7, None)]
-    assert not seen["thread"].is_alive()
-    assert [p.exitcode for p in seen["procs"]] == [0]
+    assert not _LATE["thread"].is_alive()
+    assert _LATE["proc"].exitcode == 0

@@ -25,7 +25,13 @@ from scorpion_build.parallel import single_threaded
 from scorpion_build.synth.annotations import write_truth_geojson
 from scorpion_build.synth.config import CAMERA_CONTAINERS, CONTAINER_SUFFIX, SynthConfig
 from scorpion_build.synth.mirax import write_mirax
-from scorpion_build.synth.native import camera_grid, tissue_tiles, write_bif, write_philips
+from scorpion_build.synth.native import (
+    CameraGrid,
+    camera_grid,
+    tissue_tiles,
+    write_bif,
+    write_philips,
+)
 from scorpion_build.synth.placement import (
     ScanGeometry,
     random_geometry,
@@ -154,13 +160,14 @@ def _write_slide(
         style = style_for(scanner, names)
         source = _scene(specimen, names, config, index, scanner)
         path = scan_path(config, slide_id, scanner)
+        layout = None
         if config.container_of(scanner) in CAMERA_CONTAINERS:
             # camera tiles fix the level-0 size: the field of view grows to whole tiles
             layout = camera_grid(geom.width_px, geom.height_px)
             geom = replace(geom, width_px=layout.width, height_px=layout.height)
         say(f"{slide_id} {scanner}: {geom.width_px}x{geom.height_px} px at {mpp} um/px")
         noise = rng_for(config.seed, "noise", index, scanner)
-        _write_scan(out / path, config, scanner, geom, source, style, noise)
+        _write_scan(out / path, config, scanner, geom, source, style, noise, layout)
         geometries[scanner], scenarios[scanner], styles[scanner] = geom, names, style.to_dict()
     return SlideTruth(
         slide_id=slide_id,
@@ -181,8 +188,11 @@ def _write_scan(
     source: Specimen,
     style: ScannerStyle,
     noise: np.random.Generator,
+    layout: CameraGrid | None = None,
 ) -> None:
-    """Render one scan through ``geom`` and write it in the scanner's container."""
+    """Render one scan through ``geom`` and write it in the scanner's container (camera
+    containers in ``layout``, the grid that sized ``geom``: grown to whole tiles, a size
+    need not give back the same grid)."""
     mpp, tile = config.mpp_of(scanner), config.tile_px
     colours = style.colourize(source.stains, source.mpp)
 
@@ -193,7 +203,7 @@ def _write_scan(
     container = config.container_of(scanner)
     size = (geom.width_px, geom.height_px)
     if container in CAMERA_CONTAINERS:
-        _write_camera_scan(path, container, geom, rows, source, mpp, tile, codec)
+        _write_camera_scan(path, container, geom, layout, rows, source, mpp, tile, codec)
     elif container == "philips":
         keep = tissue_tiles(source.labels, source.mpp, geom.px_to_specimen, size, mpp, tile)
         write_philips(
@@ -222,6 +232,7 @@ def _write_camera_scan(
     path: Path,
     container: str,
     geom: ScanGeometry,
+    layout: CameraGrid,
     rows: Callable[[ScanGeometry], Iterator[np.ndarray]],
     source: Specimen,
     mpp: float,
@@ -230,7 +241,6 @@ def _write_camera_scan(
 ) -> None:
     """A Ventana BIF or a MIRAX: overlapping camera images cut from one rendered scene."""
     size = (geom.width_px, geom.height_px)
-    layout = camera_grid(*size)
     # render whole tiles past the camera grid's edge; the writers crop the camera images
     padded = replace(
         geom, width_px=-(-size[0] // tile) * tile, height_px=-(-size[1] // tile) * tile

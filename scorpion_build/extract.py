@@ -25,6 +25,7 @@ from scorpion_build.align import Correction, block_mean, estimate_correction, gr
 from scorpion_build.annotations import AnnotationSet
 from scorpion_build.integrity import chunk_problem, open_patch_array, patch_checksum
 from scorpion_build.labels import (
+    LABELS_ARRAY,
     attach_annotations,
     create_labels_array,
     roi_mask,
@@ -58,7 +59,12 @@ from scorpion_build.sample import (
 from scorpion_build.scan import file_changed
 from scorpion_build.slide import Resampler, Slide
 from scorpion_build.staging import swap_in
-from scorpion_build.tissue import FLUORESCENCE_NOTE, is_fluorescence, od_tissue_mask, tissue_mask
+from scorpion_build.tissue import (
+    FLUORESCENCE_NOTE,
+    fluorescence_mask,
+    is_fluorescence,
+    od_tissue_mask,
+)
 from scorpion_build.zarr_jpeg import JpegCodec
 
 # A patch whose stain-robust NCC to the reference patch stays below this after refinement
@@ -105,7 +111,7 @@ def patch_tissue_fraction(patch: np.ndarray, grey_view: np.ndarray, mpp: float) 
     view (``REFINE_SCALE`` times coarser), or on its pixels when it is fluorescence."""
     if is_fluorescence(patch):  # optical density is meaningless on emitted light
         f = _power_of_two_at_most(TISSUE_MPP / mpp)
-        return float(tissue_mask(block_mean(patch, f), mpp * f).mean())
+        return float(fluorescence_mask(block_mean(patch, f), mpp * f).mean())
     view_mpp = mpp * REFINE_SCALE
     f = _power_of_two_at_most(TISSUE_MPP / view_mpp)
     return float(od_tissue_mask(block_mean(grey_view, f), view_mpp * f).mean())
@@ -379,7 +385,11 @@ def extract_sample(
     }
     rows = _extract_sample(sample, scans, slides, task["reference"], scanners, config, arr)
     if task.get("annotations") is not None:  # before the marker: resume skips both
-        write_sample_labels(group, rows, task["annotations"], config.size)
+        labels = cached(
+            ("labels", zarr_path, store_key),
+            lambda: group[LABELS_ARRAY].with_config({"write_empty_chunks": True}),
+        )
+        write_sample_labels(labels, rows, task["annotations"], config.size)
     write_json_atomic(rows, marker)
     faults.reached("extract-marker")
     return rows

@@ -135,14 +135,14 @@ def create_labels_array(
 
 
 def write_sample_labels(
-    group: zarr.Group, rows: list[dict], annotations: Sequence[Annotation], size: int
+    arr: zarr.Array, rows: list[dict], annotations: Sequence[Annotation], size: int
 ) -> None:
-    """Write one sample's label map for every scanner whose patch is not ``failed``."""
+    """Write one sample's label map into the ``labels`` array ``arr`` for every scanner
+    whose patch is not ``failed``."""
     ref = next((r for r in rows if r["scanner_index"] == 0), None)
     if ref is None or ref["status"] == "failed":
         return
     label = sample_label_map(annotations, geo.from_six(ref["patch_to_slide"]), size)
-    arr = group[LABELS_ARRAY].with_config({"write_empty_chunks": True})
     for row in rows:
         if row["status"] != "failed":
             arr[row["index"], row["scanner_index"]] = label

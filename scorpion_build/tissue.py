@@ -77,9 +77,14 @@ def tissue_mask(rgb: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np
     as dense tissue. Then closed to fill nuclei gaps, and blobs under ``min_area_um2`` dropped.
     """
     if is_fluorescence(rgb):
-        signal = rgb.max(axis=2).astype(np.float32) / 255.0
-        return _signal_mask(signal, mpp, min_area_um2, MIN_FLUORESCENCE_SIGNAL)
+        return fluorescence_mask(rgb, mpp, min_area_um2)
     return od_tissue_mask(od_grey(rgb), mpp, min_area_um2)
+
+
+def fluorescence_mask(rgb: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np.ndarray:
+    """:func:`tissue_mask` of an image already known to be fluorescence."""
+    signal = rgb.max(axis=2).astype(np.float32) / 255.0
+    return _signal_mask(signal, mpp, min_area_um2, MIN_FLUORESCENCE_SIGNAL)
 
 
 def od_tissue_mask(od: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np.ndarray:

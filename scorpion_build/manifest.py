@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,33 +194,32 @@ WRITERS = {
 }
 
 
-def write_parquet_atomic(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a Parquet file via a temp file in the same directory, then rename (atomic)."""
+def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it over ``path``
+    (atomic): a reader sees the old file or the whole new one, and a killed write leaves
+    only a ``.*.tmp`` that the next locked run removes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        table.reset_index(drop=True).to_parquet(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def write_parquet_atomic(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a Parquet file atomically (:func:`write_atomic`)."""
+    return write_atomic(path, lambda tmp: table.reset_index(drop=True).to_parquet(tmp, index=False))
 
 
 def write_json_atomic(obj: object, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Write JSON (indented, sorted keys) atomically (:func:`write_atomic`)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_json(path: str | os.PathLike) -> object | None:

@@ -49,12 +49,17 @@ def open_patch_array(path: Path, build_root: Path | None = None):  # noqa: ANN20
     return array, scanners
 
 
+def has_checksum(checksum: object) -> bool:
+    """Whether a manifest cell holds a recorded checksum (older stores have none: NaN)."""
+    return isinstance(checksum, str) and bool(checksum)
+
+
 def chunk_problem(array, n: int, s: int, checksum: str | None) -> str:  # noqa: ANN001 - zarr.Array
     """Why patch ``(n, s)`` of ``array`` cannot be trusted, or "" when it checks out.
 
     A patch without a recorded checksum (a store from an older version) is not checked.
     """
-    if not checksum or (isinstance(checksum, float) and np.isnan(checksum)):
+    if not has_checksum(checksum):
         return ""
     try:
         pixels = np.asarray(array[n, s])
@@ -81,7 +86,7 @@ def checked_reader(
     expected: dict[tuple[int, int], tuple[str, str]] = {}
     if patches is not None and "checksum" in patches.columns:
         for row in patches.itertuples():
-            if row.status != "failed" and isinstance(row.checksum, str) and row.checksum:
+            if row.status != "failed" and has_checksum(row.checksum):
                 expected[(int(row.index), int(row.scanner_index))] = (row.sample_id, row.checksum)
 
     def read(n: int, s: int) -> np.ndarray:

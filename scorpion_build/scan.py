@@ -176,13 +176,13 @@ def inspect_slide(path: str, mpp: object = None) -> dict:
 def _mpp_problem(slide: Slide) -> str | None:
     """Why the slide's mpp is unusable (missing, not a positive number, implausible)."""
     where = "in the slide table" if slide.mpp_source == "override" else "in the file's metadata"
-    if not slide.has_mpp:
+    if not slide.has_mpp:  # an override always gives an mpp: this one is the file's
         raw = {k: v for k, v in slide.properties.items() if k.lower().endswith(MPP_KEYS)}
-        if raw and slide.mpp_source != "override":
+        if raw:
             shown = ", ".join(f"{k}={v!r}" for k, v in sorted(raw.items()))
             return (
-                f"{slide.path}: mpp {where} is not a positive number ({shown}); set the "
-                "level-0 um/px in the slide table `mpp` column"
+                f"{slide.path}: mpp in the file's metadata is not a positive number ({shown}); "
+                "set the level-0 um/px in the slide table `mpp` column"
             )
         try:
             _ = slide.mpp

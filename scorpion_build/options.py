@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+DEVICES = ("auto", "cpu", "cuda")  # torch devices a command accepts; auto: CUDA when present
+
 
 class OptionError(ValueError):
     """One option value is out of range, of the wrong type, or not one of the choices.

@@ -16,6 +16,11 @@ from typing import Any
 
 import yaml
 
+from scorpion_build.export import FORMATS
+from scorpion_build.options import DEVICES, OptionError, check_scheduler, check_workers
+from scorpion_build.register.pair import RegisterConfig
+from scorpion_build.settings import check_settings, setting, settings_subset
+
 # YAML scalar types accepted for each option type (an int is a fine float or str).
 _SCALARS: dict[type, tuple[type, ...]] = {
     bool: (bool,),
@@ -30,32 +35,40 @@ class ConfigError(ValueError):
     pass
 
 
-@dataclass
+def _stage(cls: type) -> type:
+    """A stage's options: a dataclass of :func:`~scorpion_build.settings.setting` fields,
+    each value checked when the stage is read (an error names its key and line)."""
+    cls.__post_init__ = check_settings
+    return dataclass(cls)
+
+
+@_stage
 class SynthStage:
-    out: str = "synth"
-    slides: int = 2
-    scanners: str = "AT2,GT450,DP200,P1000,Philips"
-    reference: str = "AT2"
-    width_um: float | None = None
-    height_um: float | None = None
-    seed: int = 0
-    texture: str | None = None
-    scenario: list[str] = field(default_factory=list)
+    out: str = setting("synth", "Output folder, inside the build directory.")
+    slides: int = setting(2, "Number of slides.", minimum=1)
+    scanners: str = setting("AT2,GT450,DP200,P1000,Philips", "Comma-separated scanner names.")
+    reference: str = setting("AT2", "Reference scanner name.")
+    width_um: float | None = setting(None, "Slide width in um.", above=0, shown="1600")
+    height_um: float | None = setting(None, "Slide height in um.", above=0, shown="1200")
+    seed: int = setting(0, "Random seed.", minimum=0)
+    texture: str | None = setting(None, "Real image or slide whose H&E texture is used.")
+    scenario: list[str] = setting(
+        [], "rot90, rot180, mirror, strong-stain, partial, blank or unrelated[:SCANNER[:SLIDE]]."
+    )
 
 
-@dataclass
+@_stage
 class ScanStage:
-    input: str | None = None
-    reference: str = "AT2"
-    ignore: list[str] = field(default_factory=list)  # globs dropped from a directory input
+    input: str | None = setting(
+        None, "Slide table CSV or directory.", shown="the synthesised slides.csv"
+    )
+    reference: str = setting("AT2", "Reference scanner name.")
+    ignore: list[str] = setting([], "Globs of entries dropped from a directory input.")
 
 
-@dataclass
-class RegisterStage:
-    method: str = "robust"
-    coarse_mpp: float | None = None
-    fine_mpp: float = 2.0
-    max_blocks: int = 24
+RegisterStage = settings_subset(
+    "RegisterStage", RegisterConfig, ("method", "coarse_mpp", "fine_mpp", "max_blocks")
+)
 
 
 @dataclass
@@ -72,28 +85,41 @@ class ExtractStage:
     classes: str | None = None  # JSON list fixing the class order
     roi_class: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        from scorpion_build.pipeline.stages import extract_settings
 
-@dataclass
+        extract_settings(dataclasses.asdict(self))
+
+
+@_stage
 class ExportStage:
-    dir: str = "release"
-    format: str = "jpg"
-    quality: int = 95
+    dir: str = setting("release", "Output folder, inside the build directory.")
+    format: str = setting("jpg", "Image format of the patches.", choices=FORMATS)
+    quality: int = setting(95, "JPEG quality, 1-100.", minimum=1, maximum=100)
 
 
-@dataclass
+@_stage
 class BenchmarkStage:
-    model: str | None = None
-    predictions: str | None = None
-    labels: str | None = None
-    batch_size: int = 4
-    device: str = "auto"
-    out: str = "benchmark"
+    model: str | None = setting(None, "Checkpoint (best.pt with best.json) or TorchScript file.")
+    predictions: str | None = setting(None, "Precomputed predictions (Zarr or release folder).")
+    labels: str | None = setting(None, "Ground-truth label maps (release layout).")
+    batch_size: int = setting(4, "Inference batch.", minimum=1)
+    device: str = setting("auto", "Torch device.", choices=DEVICES)
+    out: str = setting("benchmark", "Output folder, inside the build directory.")
 
 
-@dataclass
+@_stage
 class AnalyzeStage:
-    features: str = "none"
-    weights: str | None = None
+    features: str = setting(
+        "resnet50",
+        "Feature-level analysis (ResNet50 + UMAP), or none to skip it.",
+        choices=("resnet50", "none"),
+    )
+    weights: str | None = setting(
+        None,
+        "Local ResNet50 ImageNet weights (state dict, .pth or .safetensors). Without it the "
+        "features come from an untrained network and the report says so.",
+    )
 
 
 @dataclass
@@ -109,6 +135,10 @@ class PipelineConfig:
     benchmark: BenchmarkStage | None = None
     analyze: AnalyzeStage | None = None
     source: Path | None = None  # the YAML file, for resolving relative paths
+
+    def __post_init__(self) -> None:
+        check_workers(self.workers)
+        check_scheduler(self.scheduler)
 
     def path(self, value: str | None) -> Path | None:
         """A path from the config, relative to the YAML file's folder."""
@@ -147,24 +177,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     data = {**data, **(overrides or {})}
     config = _build(PipelineConfig, data, (), lines, path)
     config.source = path.resolve()
-    _check_values(config, lines, path)
     return config
-
-
-def _check_values(config: PipelineConfig, lines: dict[tuple, int], path: Path) -> None:
-    """Ranges and choices, by the validators the CLI uses: an error names key and line."""
-    from scorpion_build.options import OptionError
-    from scorpion_build.pipeline.stages import check_options
-
-    try:
-        check_options(config)
-    except OptionError as exc:
-        stage = getattr(exc, "stage", None)
-        key = (stage, exc.option) if stage else (exc.option,)
-        dotted = ".".join(k.replace("_", "-") for k in key)
-        raise ConfigError(
-            f"{_where(path, lines, key)}: '{dotted}' {exc.value!r}: {exc.problem}"
-        ) from exc
 
 
 def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
@@ -208,7 +221,14 @@ def _build(cls: type, data: Any, prefix: tuple, lines: dict, path: Path) -> Any:
     ]
     if missing:
         raise ConfigError(f"{_where(path, lines, prefix)}: {name} needs '{missing[0]}'")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except OptionError as exc:  # a range or a choice: the settings' own check
+        key = prefix + (exc.option,)
+        dotted = ".".join(k.replace("_", "-") for k in key)
+        raise ConfigError(
+            f"{_where(path, lines, key)}: '{dotted}' {exc.value!r}: {exc.problem}"
+        ) from exc
 
 
 def _coerce(hint: Any, value: Any, key: tuple, lines: dict, path: Path, where: str, dotted: str):  # noqa: ANN202

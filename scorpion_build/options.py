@@ -33,11 +33,12 @@ def check_number(
     minimum: float | None = None,
     maximum: float | None = None,
     above: float | None = None,
+    below: float | None = None,
     integer: bool = False,
 ) -> None:
     """Raise :class:`OptionError` unless ``value`` is a finite number in range.
 
-    ``minimum``/``maximum`` are inclusive bounds, ``above`` an exclusive lower bound.
+    ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive ones.
     """
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
@@ -50,6 +51,8 @@ def check_number(
         raise OptionError(option, value, f"must be > {above:g}")
     if maximum is not None and value > maximum:
         raise OptionError(option, value, f"must be <= {maximum:g}")
+    if below is not None and value >= below:
+        raise OptionError(option, value, f"must be < {below:g}")
 
 
 def check_choice(option: str, value: Any, choices: Iterable[str]) -> None:

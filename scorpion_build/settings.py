@@ -30,8 +30,8 @@ _KEY = "scorpion_build.setting"
 class Spec:
     """What a field's metadata says about a setting, besides its name, type and default.
 
-    ``minimum``/``maximum`` are inclusive bounds, ``above`` an exclusive lower bound (in the
-    setting's own unit); ``choices`` the accepted strings; ``shown`` the default in words
+    ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive ones (in
+    the setting's own unit); ``choices`` the accepted strings; ``shown`` the default in words
     where the value alone would mislead (``None`` meaning "one per CPU"); ``flag`` the CLI
     spelling when it is not ``--name`` (``--no-refine``); ``metavar`` the CLI placeholder.
     """
@@ -41,6 +41,7 @@ class Spec:
     minimum: float | None = None
     maximum: float | None = None
     above: float | None = None
+    below: float | None = None
     shown: str | None = None
     flag: str | None = None
     metavar: str | None = None
@@ -81,6 +82,7 @@ class Setting:
         elif self.kind in (int, float):
             s = self.spec
             bounds = {"minimum": s.minimum, "maximum": s.maximum, "above": s.above}
+            bounds["below"] = s.below
             check_number(self.name, value, integer=self.kind is int, **bounds)
         elif self.kind is bool and not isinstance(value, bool):
             raise OptionError(self.name, value, "must be true or false")
@@ -133,24 +135,33 @@ def check_settings(config: Any) -> None:
         item.check(getattr(config, name))
 
 
+class SettingOption(click.Option):
+    """A Click option made from a setting; ``setting`` is kept for the docs' tables."""
+
+    def __init__(self, *args: Any, setting: Setting, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setting = setting
+
+
 def click_option(
     cls: type, name: str, *param: str, **extra: Any
 ) -> Callable[[Callable], Callable]:
     """The Click option of setting ``name`` of ``cls``: its flag, type, default and help.
 
     ``param`` names the command's parameter when it is not the option's own name;
-    ``extra`` adds or overrides Click keywords (a ``click.Path`` type).
+    ``extra`` adds or overrides Click keywords (a ``click.Path`` type; ``flag``: the option's
+    spelling where a command needs another, such as ``--fda-beta`` for FDA's ``beta``).
     Values are checked by the config's own validator, not by Click, so the CLI, the
     pipeline and the library give the same message for the same mistake.
     """
     item = settings_of(cls)[name]
     spec = item.spec
-    decls = [spec.flag or f"--{item.option}"]
-    kwargs: dict[str, Any] = {"help": spec.help}
+    decls = [extra.pop("flag", None) or spec.flag or f"--{item.option}"]
+    kwargs: dict[str, Any] = {"help": spec.help, "cls": SettingOption, "setting": item}
     if spec.flag and spec.flag.startswith("--no-"):
         kwargs["is_flag"] = True
     elif item.kind is bool:
-        decls = [f"--{item.option}/--no-{item.option}"]
+        decls = [f"{decls[0]}/--no-{decls[0][2:]}"]
         kwargs["default"] = item.default
     else:
         kwargs["type"] = click.Choice(spec.choices) if spec.choices else item.kind
@@ -159,8 +170,10 @@ def click_option(
             kwargs.update(type=str, multiple=True, default=())
     if spec.metavar:
         kwargs["metavar"] = spec.metavar
-    if item.default_text:
-        kwargs["show_default"] = spec.shown if spec.shown is not None else True
+    if spec.shown is not None:  # words, not a value: Click would show them in parentheses
+        kwargs["help"] = f"{spec.help}  [default: {spec.shown}]"
+    elif item.default_text and not kwargs.get("is_flag"):
+        kwargs["show_default"] = True
     kwargs.update(extra)
     return click.option(*decls, *param, **kwargs)
 
@@ -171,11 +184,9 @@ def defaults_for_help(
     """Like :func:`click_option`, but the option's value is None unless given (a config file
     may set it); its help still shows the setting's default."""
     item = settings_of(cls)[name]
-    kwargs: dict[str, Any] = {"default": None}
+    kwargs: dict[str, Any] = {"default": () if item.kind is list else None}
     if item.default_text:
-        kwargs["show_default"] = item.default_text
-    if item.kind is list:
-        kwargs["default"] = ()
+        kwargs["help"] = f"{item.spec.help}  [default: {item.default_text}]"
     return click_option(cls, name, *param, **{**kwargs, **extra})
 
 

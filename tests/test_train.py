@@ -179,14 +179,22 @@ def test_config_errors_name_the_key():
         TrainConfig.from_dict({"data": "d", "out": "o", "fda": {"band": 1}})
     with pytest.raises(ConfigError, match="sa: 'cyclegan'"):
         TrainConfig(data="d", out="o", sa="cyclegan")
-    with pytest.raises(ConfigError, match="loss: 'dice' is not one of"):
+    with pytest.raises(ConfigError, match="loss: 'dice': choose one of gdl, l1-mean"):
         TrainConfig(data="d", out="o", loss="dice")
+    with pytest.raises(ConfigError, match="batch_size: 1: must be >= 2"):
+        TrainConfig(data="d", out="o", batch_size=1)
+    with pytest.raises(ConfigError, match=r"fda: beta 0\.5: must be < 0\.5"):
+        TrainConfig.from_dict({"data": "d", "out": "o", "fda": {"beta": 0.5}})
 
 
 def test_example_pipeline_config_is_valid():
     raw = read_yaml(REPO / "pipelines" / "train.yaml")
     config = TrainConfig.from_dict(raw, source="pipelines/train.yaml")
     assert config.sa in ("colorjitter", "randstainna", "fda") and config.two_branch
+    # the file lists every key with its default (docs/training.md), but for SimCons' sa
+    defaults = TrainConfig(data=config.data, out=config.out, sa=config.sa).to_dict()
+    assert sorted(raw) == sorted(defaults)
+    assert config.to_dict() == defaults
 
 
 # --- training -------------------------------------------------------------------------------

@@ -17,7 +17,10 @@ from typing import Any
 import yaml
 
 from scorpion_build.train.augment import TaskAugment
-from scorpion_build.train.colorspace import check_color_space
+from scorpion_build.models import ARCHITECTURES
+from scorpion_build.options import DEVICES, OptionError
+from scorpion_build.settings import check_settings, setting
+from scorpion_build.train.colorspace import COLOR_SPACES
 from scorpion_build.train.losses import GRADIENT_MODES, LOSS_FORMS
 from scorpion_build.train.style import FDA, STYLE_AUGMENTATIONS, ColorJitter
 
@@ -31,9 +34,14 @@ class RandStainNAConfig:
     """``color_space`` to fit and transfer in; ``stats`` a saved statistics file (fitted on
     the training split when None); ``spread`` scales the fitted spreads when sampling."""
 
-    color_space: str = "lab"
-    stats: str | None = None
-    spread: float = 1.0
+    color_space: str = setting("lab", "RandStainNA colour space.", choices=COLOR_SPACES)
+    stats: str | None = setting(
+        None, "Saved RandStainNA statistics.", shown="fitted on the training split"
+    )
+    spread: float = setting(1.0, "Scale of the fitted spreads when sampling.", minimum=0)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -50,67 +58,76 @@ class TrainConfig:
     validation tile and of its style-augmented copy (one more inference pass).
     """
 
-    data: str
-    out: str
-    sa: str = "none"
-    consistency_weight: float = 0.3
-    consistency_gradient: str = "both"
-    loss: str = "gdl"
-    epochs: int = 50
-    batch_size: int = 8
-    lr: float = 1e-4
-    size: int = 512
-    encoder: str = "resnet34"
-    encoder_weights: str | None = None
-    arch: str = "deeplabv3plus"
-    classes: list[str] | None = None
-    train_scanners: list[str] | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_workers: int = 0
-    val_style_consistency: bool = True
+    data: str = setting(
+        help="A build (or its patches.zarr, or its export) with label maps from `extract "
+        "--annotations`, split by slide; or a folder with images/, masks/, split.csv "
+        "[, classes.json].",
+        shown="required",
+    )
+    out: str = setting(help="Run folder to write.", shown="required")
+    sa: str = setting("none", "Style augmentation.", choices=STYLE_AUGMENTATIONS)
+    consistency_weight: float = setting(
+        0.3, "SimCons lambda; 0 trains on style-augmented images alone.", minimum=0
+    )
+    consistency_gradient: str = setting(
+        "both",
+        "Consistency gradient through both branches, or the clean one detached (stop-clean).",
+        choices=GRADIENT_MODES,
+    )
+    loss: str = setting(
+        "gdl",
+        "Dice form of both terms: generalised Dice (Sudre 2017, per batch) or the per-tile "
+        "class mean with an L1 consistency Dice.",
+        choices=LOSS_FORMS,
+    )
+    epochs: int = setting(50, "Epochs.", minimum=1)
+    batch_size: int = setting(
+        8, "Images per batch, at least 2 (batch norm; FDA swaps spectra within a batch).",
+        minimum=2,
+    )  # fmt: skip
+    lr: float = setting(1e-4, "Adam learning rate.", above=0)
+    size: int = setting(512, "Training crop side in px, a multiple of 32.", minimum=32)
+    encoder: str = setting("resnet34", "segmentation-models-pytorch encoder name.")
+    encoder_weights: str | None = setting(
+        None, "Local encoder weights file (.pth/.safetensors); never downloaded.",
+        shown="none (random init)",
+    )  # fmt: skip
+    arch: str = setting("deeplabv3plus", "Decoder.", choices=ARCHITECTURES)
+    classes: list[str] | None = setting(
+        None, "Class names (index 0 = background).", shown="classes.json, else the SCORPION three"
+    )
+    train_scanners: list[str] | None = setting(
+        None, "With a build: scanners whose patches are training images, e.g. AT2,P1000.",
+        shown="the reference",
+    )  # fmt: skip
+    seed: int = setting(0, "Random seed.", minimum=0)
+    device: str = setting("auto", "Torch device.", choices=DEVICES)
+    amp: bool = setting(True, "Mixed precision on CUDA.")
+    num_workers: int = setting(0, "DataLoader worker processes.", minimum=0)
+    val_style_consistency: bool = setting(
+        True, "Per epoch, the Dice between predictions of each validation tile and its copy."
+    )
     augment: TaskAugment = field(default_factory=TaskAugment)
     colorjitter: ColorJitter = field(default_factory=ColorJitter)
     randstainna: RandStainNAConfig = field(default_factory=RandStainNAConfig)
     fda: FDA = field(default_factory=FDA)
 
     def __post_init__(self) -> None:
-        if self.sa not in STYLE_AUGMENTATIONS:
-            raise ConfigError(f"sa: {self.sa!r} is not one of {list(STYLE_AUGMENTATIONS)}")
-        if self.consistency_gradient not in GRADIENT_MODES:
-            raise ConfigError(
-                f"consistency_gradient: {self.consistency_gradient!r} is not one of "
-                f"{list(GRADIENT_MODES)}"
-            )
-        if self.loss not in LOSS_FORMS:
-            raise ConfigError(f"loss: {self.loss!r} is not one of {list(LOSS_FORMS)}")
-        if self.consistency_weight < 0:
-            raise ConfigError(f"consistency_weight: must be >= 0, got {self.consistency_weight}")
         if isinstance(self.train_scanners, str):  # "AT2,P1000" from YAML, as on the CLI
             names = [v.strip() for v in self.train_scanners.split(",") if v.strip()]
             object.__setattr__(self, "train_scanners", names or None)
+        try:
+            check_settings(self)
+        except OptionError as exc:
+            raise ConfigError(f"{exc.option}: {exc.value!r}: {exc.problem}") from exc
         if self.sa == "none" and self.consistency_weight > 0:
             # no second branch to compare: the baseline ignores lambda rather than failing
             object.__setattr__(self, "consistency_weight", 0.0)
-        for key in ("epochs", "batch_size", "size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}: must be a positive integer, got {getattr(self, key)}")
         if self.size % 32:
             raise ConfigError(
                 f"size: {self.size} px is not a multiple of 32, which the encoders' strides need; "
                 f"use {max(32, round(self.size / 32) * 32)}"
             )
-        if self.lr <= 0:
-            raise ConfigError(f"lr: must be > 0, got {self.lr}")
-        if self.sa == "fda" and self.batch_size < 2:
-            raise ConfigError("batch_size: FDA swaps spectra within a batch; use batch_size >= 2")
-        if self.batch_size < 2:
-            raise ConfigError("batch_size: batch norm needs at least 2 images per batch")
-        try:
-            check_color_space(self.randstainna.color_space)
-        except ValueError as exc:
-            raise ConfigError(f"randstainna.color_space: {exc}") from exc
 
     @property
     def two_branch(self) -> bool:

@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from scorpion_build.train.augment import TaskAugment
 from scorpion_build.models import ARCHITECTURES
 from scorpion_build.options import DEVICES, OptionError
 from scorpion_build.settings import check_settings, setting
+from scorpion_build.train.augment import TaskAugment
 from scorpion_build.train.colorspace import COLOR_SPACES
 from scorpion_build.train.losses import GRADIENT_MODES, LOSS_FORMS
 from scorpion_build.train.style import FDA, STYLE_AUGMENTATIONS, ColorJitter

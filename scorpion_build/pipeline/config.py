@@ -20,6 +20,7 @@ from scorpion_build.export import FORMATS
 from scorpion_build.options import DEVICES, OptionError, check_scheduler, check_workers
 from scorpion_build.register.pair import RegisterConfig
 from scorpion_build.settings import check_settings, setting, settings_subset
+from scorpion_build.synth.config import SynthConfig
 
 # YAML scalar types accepted for each option type (an int is a fine float or str).
 _SCALARS: dict[type, tuple[type, ...]] = {
@@ -45,15 +46,21 @@ def _stage(cls: type) -> type:
 @_stage
 class SynthStage:
     out: str = setting("synth", "Output folder, inside the build directory.")
-    slides: int = setting(2, "Number of slides.", minimum=1)
-    scanners: str = setting("AT2,GT450,DP200,P1000,Philips", "Comma-separated scanner names.")
-    reference: str = setting("AT2", "Reference scanner name.")
-    width_um: float | None = setting(None, "Slide width in um.", above=0, shown="1600")
-    height_um: float | None = setting(None, "Slide height in um.", above=0, shown="1200")
-    seed: int = setting(0, "Random seed.", minimum=0)
-    texture: str | None = setting(None, "Real image or slide whose H&E texture is used.")
+    slides: int = setting(SynthConfig.n_slides, "Number of slides.", minimum=1)
+    scanners: str = setting(",".join(SynthConfig.scanners), "Comma-separated scanner names.")
+    reference: str = setting(SynthConfig.reference, "Reference scanner name.")
+    width_um: float = setting(SynthConfig.width_um, "Slide width in um.", above=0)
+    height_um: float = setting(SynthConfig.height_um, "Slide height in um.", above=0)
+    seed: int = setting(SynthConfig.seed, "Random seed.", minimum=0)
+    texture: str | None = setting(
+        None, "Real image or slide whose H&E texture replaces the procedural tissue."
+    )
     scenario: list[str] = setting(
-        [], "rot90, rot180, mirror, strong-stain, partial, blank or unrelated[:SCANNER[:SLIDE]]."
+        [],
+        "rot90, rot180, mirror, strong-stain, partial, blank or unrelated, for one or all "
+        "non-reference scanners of one (0-based) or all slides, e.g. mirror:GT450, "
+        "blank:P1000:1, rot90::0 (every non-reference scanner of slide 0). Repeatable.",
+        metavar="NAME[:SCANNER[:SLIDE]]",
     )
 
 

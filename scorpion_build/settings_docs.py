@@ -58,6 +58,7 @@ def _default(param: click.Option) -> str:
 
 
 def _help(param: click.Option) -> str:
+    """The option's help without Click's trailing ``[default: ...]`` (its own column)."""
     if isinstance(param, SettingOption):
         return param.setting.spec.help
     return re.sub(r"\s*\[default: [^]]*\]\s*$", "", param.help or "")
@@ -114,6 +115,7 @@ def render(text: str) -> str:
 
 
 def doc_files(repo: Path) -> list[Path]:
+    """The Markdown files that may hold tables: README.md and docs/*.md."""
     return [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
 
 

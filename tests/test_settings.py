@@ -77,3 +77,18 @@ def test_train_options_not_given_leave_the_config_file_in_charge(tmp_path):
     result = CliRunner().invoke(main, ["train", "--config", str(config)])
     # the file's batch_size reached the check (no CLI default overrode it)
     assert result.exit_code == 2 and "batch_size: 1: must be >= 2" in result.output
+
+
+def test_train_yaml_errors_name_the_key_and_line(tmp_path):
+    from scorpion_build.pipeline import ConfigError as PipelineConfigError
+    from scorpion_build.train.config import ConfigError, read_yaml_lines
+
+    assert ConfigError is PipelineConfigError  # one error class for every config
+    path = tmp_path / "t.yaml"
+    path.write_text("train:\n  data: d\n  out: o\n  fda:\n    beta: lots\n")
+    raw, lines = read_yaml_lines(path)
+    with pytest.raises(ConfigError, match=r"t.yaml:5: 'fda.beta' must be float, got 'lots'"):
+        TrainConfig.from_dict(raw, source=str(path), lines=lines)
+    path.write_text("data: d\nout: o\nepochs: 3\nlearning_rate: 1\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(path)])
+    assert result.exit_code == 2 and f"{path}:4: unknown key 'learning_rate'" in result.output

@@ -108,10 +108,10 @@ def command(ctx: click.Context, config_file: str | None, resume: bool, **options
     --out.
     """
     from scorpion_build.train import ConfigError, DataError, RunError, train
-    from scorpion_build.train.config import read_yaml, saved_settings
+    from scorpion_build.train.config import read_yaml_lines, saved_settings
 
     try:
-        raw = read_yaml(config_file) if config_file else {}
+        raw, lines = read_yaml_lines(config_file) if config_file else ({}, {})
         if resume:
             raw = {**saved_settings(options.get("out") or raw.get("out")), **raw}
         for option, key in _OPTION_KEYS.items():
@@ -126,7 +126,7 @@ def command(ctx: click.Context, config_file: str | None, resume: bool, **options
                 raw[section] = {**(raw.get(section) or {}), sub: given}
             else:
                 raw[key] = given
-        config = TrainConfig.from_dict(raw, source=config_file or "options")
+        config = TrainConfig.from_dict(raw, source=config_file or "options", lines=lines)
         logs.use_folder(config.out)  # written once the run folder exists
         result = train(config, resume=resume, progress=logs.show_progress())
     except (ConfigError, DataError, RunError, ValueError) as exc:

@@ -8,32 +8,19 @@ its line in the file.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from scorpion_build.errors import ConfigError
 from scorpion_build.export import FORMATS
-from scorpion_build.options import DEVICES, OptionError, check_scheduler, check_workers
+from scorpion_build.options import DEVICES, check_scheduler, check_workers
 from scorpion_build.register.pair import RegisterConfig
 from scorpion_build.settings import check_settings, setting, settings_subset
+from scorpion_build.settings_yaml import build, read_mapping
 from scorpion_build.synth.config import SynthConfig
 
-# YAML scalar types accepted for each option type (an int is a fine float or str).
-_SCALARS: dict[type, tuple[type, ...]] = {
-    bool: (bool,),
-    int: (int,),
-    float: (int, float),
-    str: (str, int, float),
-}
 STAGES = ("synth", "scan", "register", "extract", "export", "benchmark", "analyze")
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def _stage(cls: type) -> type:
@@ -168,94 +155,11 @@ class PipelineConfig:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Read and validate a pipeline YAML file."""
+    """Read and validate a pipeline YAML file (errors name the key and its line)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such pipeline file")
-    text = path.read_text()
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    lines = _key_lines(node)
-    data = {**data, **(overrides or {})}
-    config = _build(PipelineConfig, data, (), lines, path)
+    data, lines = read_mapping(path)
+    config = build(PipelineConfig, {**data, **(overrides or {})}, path, lines)
     config.source = path.resolve()
     return config
-
-
-def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
-    out: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = prefix + (str(k.value).replace("-", "_"),)
-            out[key] = k.start_mark.line + 1
-            out.update(_key_lines(v, key))
-    return out
-
-
-def _where(path: Path, lines: dict[tuple, int], key: tuple) -> str:
-    line = lines.get(key) or lines.get(key[:-1])
-    return f"{path}:{line}" if line else str(path)
-
-
-def _build(cls: type, data: Any, prefix: tuple, lines: dict, path: Path) -> Any:
-    name = ".".join(prefix) or "top level"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{_where(path, lines, prefix)}: {name} must be a mapping of options")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    values = {}
-    for raw_key, value in data.items():
-        key = str(raw_key).replace("-", "_")
-        where = _where(path, lines, prefix + (key,))
-        dotted = ".".join(prefix + (str(raw_key),))
-        if key not in fields:
-            choices = ", ".join(f.replace("_", "-") for f in fields)
-            raise ConfigError(f"{where}: unknown key '{dotted}' (expected one of: {choices})")
-        values[key] = _coerce(hints[key], value, prefix + (key,), lines, path, where, dotted)
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in values
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-    ]
-    if missing:
-        raise ConfigError(f"{_where(path, lines, prefix)}: {name} needs '{missing[0]}'")
-    try:
-        return cls(**values)
-    except OptionError as exc:  # a range or a choice: the settings' own check
-        key = prefix + (exc.option,)
-        dotted = ".".join(k.replace("_", "-") for k in key)
-        raise ConfigError(
-            f"{_where(path, lines, key)}: '{dotted}' {exc.value!r}: {exc.problem}"
-        ) from exc
-
-
-def _coerce(hint: Any, value: Any, key: tuple, lines: dict, path: Path, where: str, dotted: str):  # noqa: ANN202
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key, lines, path, where, dotted)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key, lines, path)
-    if origin is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: '{dotted}' must be a list, got {value!r}")
-        return [_coerce(args[0], v, key, lines, path, where, dotted) for v in value]
-    accepted = _SCALARS.get(hint, ())
-    if isinstance(value, accepted) and (hint is bool or not isinstance(value, bool)):
-        return hint(value)
-    type_name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"{where}: '{dotted}' must be {type_name}, got {value!r}")

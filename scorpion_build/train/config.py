@@ -14,19 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from scorpion_build.errors import ConfigError
 from scorpion_build.models import ARCHITECTURES
 from scorpion_build.options import DEVICES, OptionError
 from scorpion_build.settings import check_settings, setting
+from scorpion_build.settings_yaml import Lines, build, read_mapping
 from scorpion_build.train.augment import TaskAugment
 from scorpion_build.train.colorspace import COLOR_SPACES
 from scorpion_build.train.losses import GRADIENT_MODES, LOSS_FORMS
 from scorpion_build.train.style import FDA, STYLE_AUGMENTATIONS, ColorJitter
-
-
-class ConfigError(ValueError):
-    """A configuration value the trainer cannot use; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +109,10 @@ class TrainConfig:
     fda: FDA = field(default_factory=FDA)
 
     def __post_init__(self) -> None:
-        if isinstance(self.train_scanners, str):  # "AT2,P1000" from YAML, as on the CLI
-            names = [v.strip() for v in self.train_scanners.split(",") if v.strip()]
+        if self.train_scanners is not None:  # "AT2,P1000" from YAML, as on the CLI
+            given = [self.train_scanners] if isinstance(self.train_scanners, str) else []
+            given = given or self.train_scanners
+            names = [v.strip() for item in given for v in item.split(",") if v.strip()]
             object.__setattr__(self, "train_scanners", names or None)
         try:
             check_settings(self)
@@ -142,21 +140,12 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from plain values (YAML or JSON); unknown keys are an error naming ``source``."""
+    def from_dict(
+        cls, raw: dict[str, Any], source: str = "config", lines: Lines | None = None
+    ) -> TrainConfig:
+        """Build from plain values (YAML, JSON or options); an unknown key or a wrong type is
+        an error naming ``source`` and, with ``lines`` from :func:`read_yaml_lines`, the line."""
         raw = dict(raw)
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        for name, section in (
-            ("augment", TaskAugment),
-            ("colorjitter", ColorJitter),
-            ("randstainna", RandStainNAConfig),
-            ("fda", FDA),
-        ):
-            if name in raw and not isinstance(raw[name], section):
-                raw[name] = _section(section, raw[name] or {}, f"{source}: {name}")
         missing = [k for k in ("data", "out") if raw.get(k) in (None, "")]
         if missing:
             raise ConfigError(f"{source}: {' and '.join(missing)} must be given (--data / --out)")
@@ -164,41 +153,26 @@ class TrainConfig:
             if raw.get(key) is not None:
                 raw[key] = str(raw[key])
         try:
-            return cls(**raw)
-        except (TypeError, ValueError) as exc:  # ConfigError included: add the source
+            return build(cls, raw, source, lines)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:  # a section's own check (ColorJitter's hue)
             raise ConfigError(f"{source}: {exc}") from exc
 
 
-def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of parameters, got {raw!r}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - fields)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+def read_yaml_lines(path: str | Path) -> tuple[dict[str, Any], Lines]:
+    """The trainer's keys from a YAML file (top level, or its ``train:`` section), and the
+    line of each (for :meth:`TrainConfig.from_dict`'s errors)."""
+    raw, lines = read_mapping(Path(path))
+    if "train" in raw and isinstance(raw["train"], dict):
+        raw = raw["train"]
+        lines = {key[1:]: n for key, n in lines.items() if key[:1] == ("train",) and key[1:]}
+    return raw, lines
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The trainer's keys from a YAML file (top level, or its ``train:`` section)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of training options at the top level")
-    if "train" in raw and isinstance(raw["train"], dict):
-        raw = raw["train"]
-    return raw
+    return read_yaml_lines(path)[0]
 
 
 RESUME_IGNORED = frozenset(

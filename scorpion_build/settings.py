@@ -190,22 +190,24 @@ def defaults_for_help(
     return click_option(cls, name, *param, **{**kwargs, **extra})
 
 
-def settings_subset(name: str, cls: type, names: tuple[str, ...]) -> type:
-    """A dataclass ``name`` holding settings ``names`` of ``cls``, declared there once.
+def combine_settings(name: str, *parts: tuple[type, tuple[str, ...] | None]) -> type:
+    """A dataclass ``name`` holding settings declared elsewhere: ``(cls, names)`` takes
+    settings ``names`` of ``cls`` (None: all of them), in order.
 
-    For a pipeline stage that exposes part of a library config (``register``'s YAML keys
-    are four of :class:`~scorpion_build.register.pair.RegisterConfig`'s settings); its
-    instances are checked like ``cls``'s.
+    For a pipeline stage made of a library config and its own keys (``register``'s YAML
+    keys are four of :class:`~scorpion_build.register.pair.RegisterConfig`'s settings);
+    its instances are checked by the same declarations (:func:`check_settings`).
     """
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     copies = []
-    for key in names:
-        f = fields[key]
-        copy = dataclasses.field(default=f.default, metadata=f.metadata)
-        if f.default_factory is not dataclasses.MISSING:
-            copy = dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
-        copies.append((key, hints[key], copy))
-    return dataclasses.make_dataclass(
-        name, copies, namespace={"__post_init__": check_settings, "__module__": cls.__module__}
-    )
+    for cls, names in parts:
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if _KEY in f.metadata}
+        for key in names or tuple(fields):
+            f = fields[key]
+            if f.default_factory is not dataclasses.MISSING:
+                copy = dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+            else:
+                copy = dataclasses.field(default=f.default, metadata=f.metadata)
+            copies.append((key, hints[key], copy))
+    namespace = {"__post_init__": check_settings, "__module__": parts[0][0].__module__}
+    return dataclasses.make_dataclass(name, copies, namespace=namespace)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from scorpion_build.errors import ConfigError
-from scorpion_build.export import FORMATS
+from scorpion_build.export import ExportOptions
 from scorpion_build.options import DEVICES, check_scheduler, check_workers
 from scorpion_build.register.pair import RegisterConfig
-from scorpion_build.settings import check_settings, setting, settings_subset
+from scorpion_build.settings import check_settings, combine_settings, setting
 from scorpion_build.settings_yaml import build, read_mapping
 from scorpion_build.synth.config import SynthConfig
 
@@ -60,8 +60,8 @@ class ScanStage:
     ignore: list[str] = setting([], "Globs of entries dropped from a directory input.")
 
 
-RegisterStage = settings_subset(
-    "RegisterStage", RegisterConfig, ("method", "coarse_mpp", "fine_mpp", "max_blocks")
+RegisterStage = combine_settings(
+    "RegisterStage", (RegisterConfig, ("method", "coarse_mpp", "fine_mpp", "max_blocks"))
 )
 
 
@@ -85,11 +85,12 @@ class ExtractStage:
         extract_settings(dataclasses.asdict(self))
 
 
-@_stage
-class ExportStage:
+@dataclass
+class _ExportPlace:
     dir: str = setting("release", "Output folder, inside the build directory.")
-    format: str = setting("jpg", "Image format of the patches.", choices=FORMATS)
-    quality: int = setting(95, "JPEG quality, 1-100.", minimum=1, maximum=100)
+
+
+ExportStage = combine_settings("ExportStage", (_ExportPlace, None), (ExportOptions, None))
 
 
 @_stage

@@ -13,6 +13,7 @@ its Click option, and :mod:`scorpion_build.settings_docs` writes the docs' optio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable
@@ -81,9 +82,15 @@ class Setting:
             check_choice(self.name, value, self.spec.choices)
         elif self.kind in (int, float):
             s = self.spec
-            bounds = {"minimum": s.minimum, "maximum": s.maximum, "above": s.above}
-            bounds["below"] = s.below
-            check_number(self.name, value, integer=self.kind is int, **bounds)
+            check_number(
+                self.name,
+                value,
+                minimum=s.minimum,
+                maximum=s.maximum,
+                above=s.above,
+                below=s.below,
+                integer=self.kind is int,
+            )
         elif self.kind is bool and not isinstance(value, bool):
             raise OptionError(self.name, value, "must be true or false")
 
@@ -101,8 +108,10 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", **spec: Any) -> 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+@functools.cache
 def settings_of(cls: type) -> dict[str, Setting]:
-    """Every declared setting of dataclass ``cls``, by field name, in declaration order."""
+    """Every declared setting of dataclass ``cls``, by field name, in declaration order
+    (computed once per class; do not modify the result)."""
     hints = typing.get_type_hints(cls)
     out = {}
     for f in dataclasses.fields(cls):
@@ -151,8 +160,9 @@ def click_option(
     ``param`` names the command's parameter when it is not the option's own name;
     ``extra`` adds or overrides Click keywords (a ``click.Path`` type; ``flag``: the option's
     spelling where a command needs another, such as ``--fda-beta`` for FDA's ``beta``).
-    Values are checked by the config's own validator, not by Click, so the CLI, the
-    pipeline and the library give the same message for the same mistake.
+    Ranges are checked by the config's own validator, not by Click, so the CLI, the
+    pipeline and the library give the same message for the same mistake (Click checks the
+    type and the choices).
     """
     item = settings_of(cls)[name]
     spec = item.spec
@@ -190,13 +200,16 @@ def defaults_for_help(
     return click_option(cls, name, *param, **{**kwargs, **extra})
 
 
-def combine_settings(name: str, *parts: tuple[type, tuple[str, ...] | None]) -> type:
+def combine_settings(
+    name: str, *parts: tuple[type, tuple[str, ...] | None], module: str | None = None
+) -> type:
     """A dataclass ``name`` holding settings declared elsewhere: ``(cls, names)`` takes
     settings ``names`` of ``cls`` (None: all of them), in order.
 
     For a pipeline stage made of a library config and its own keys (``register``'s YAML
     keys are four of :class:`~scorpion_build.register.pair.RegisterConfig`'s settings);
     its instances are checked by the same declarations (:func:`check_settings`).
+    ``module`` is where the new class is said to live (the caller's ``__name__``).
     """
     copies = []
     for cls, names in parts:
@@ -209,5 +222,5 @@ def combine_settings(name: str, *parts: tuple[type, tuple[str, ...] | None]) -> 
             else:
                 copy = dataclasses.field(default=f.default, metadata=f.metadata)
             copies.append((key, hints[key], copy))
-    namespace = {"__post_init__": check_settings, "__module__": parts[0][0].__module__}
+    namespace = {"__post_init__": check_settings, "__module__": module or __name__}
     return dataclasses.make_dataclass(name, copies, namespace=namespace)

@@ -1,8 +1,10 @@
 """Typed, validated pipeline configuration from YAML.
 
-Each stage's options carry the same names as the stage's CLI flags (``region-um`` or
-``region_um`` both accepted). Unknown keys and wrong types are errors naming the key and
-its line in the file.
+Each stage is a dataclass of settings (:mod:`scorpion_build.settings`), declared here or
+taken from the library's own config (``RegisterConfig``, ``ExportOptions``), so a key has
+the CLI option's name (``region-um`` or ``region_um``), type, default, range and help.
+Unknown keys, wrong types and values out of range are errors naming the key and its line
+in the file (:mod:`scorpion_build.settings_yaml`); docs/options.md lists every key.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ class ScanStage:
 
 
 RegisterStage = combine_settings(
-    "RegisterStage", (RegisterConfig, ("method", "coarse_mpp", "fine_mpp", "max_blocks"))
+    "RegisterStage",
+    (RegisterConfig, ("method", "coarse_mpp", "fine_mpp", "max_blocks")),
+    module=__name__,
 )
 
 
@@ -90,7 +94,9 @@ class _ExportPlace:
     dir: str = setting("release", "Output folder, inside the build directory.")
 
 
-ExportStage = combine_settings("ExportStage", (_ExportPlace, None), (ExportOptions, None))
+ExportStage = combine_settings(
+    "ExportStage", (_ExportPlace, None), (ExportOptions, None), module=__name__
+)
 
 
 @_stage

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scorpion_build.classes import DEFAULT_CLASSES
+from scorpion_build.files import write_atomic, write_text_atomic
 
 # Input convention of every checkpoint: float RGB in [0, 1], ImageNet mean/std, NCHW.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,12 +117,8 @@ def config_path(checkpoint: str | Path) -> Path:
 
 def save_checkpoint(model: nn.Module, config: dict[str, Any], path: str | Path) -> Path:
     """Write ``path`` (state dict) and ``path.with_suffix('.json')`` (model config)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    config_path(path).write_text(json.dumps(config, indent=2, sort_keys=True))
+    path = write_atomic(path, lambda tmp: torch.save(model.state_dict(), tmp))
+    write_text_atomic(config_path(path), json.dumps(config, indent=2, sort_keys=True))
     return path
 
 

@@ -7,7 +7,6 @@ global state, so this works headless and from any thread.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from matplotlib.patches import Patch
 
 from scorpion_build.bench.predictions import MISSING, Predictions
 from scorpion_build.bench.sources import PatchSource
+from scorpion_build.files import write_text_atomic
 from scorpion_build.metrics import ConsistencySummary
 from scorpion_build.palette import CLASS_RGB
 
@@ -59,10 +59,7 @@ def write_outputs(
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
     """Write atomically: a reader never sees a half-written report."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def pairs_table(summary: ConsistencySummary) -> pd.DataFrame:

@@ -22,7 +22,9 @@ def test_a_wrapped_data_parallel_checkpoint_loads_as_encoder_weights(tmp_path):
     path = tmp_path / "resnet18-dp.pth"
     torch.save(_wrapped(source), path)
     model = build_model(encoder="resnet18", num_classes=3, encoder_weights=path)
-    torch.testing.assert_close(model.encoder.layer4[0].conv1.weight, source["layer4.0.conv1.weight"])
+    torch.testing.assert_close(
+        model.encoder.layer4[0].conv1.weight, source["layer4.0.conv1.weight"]
+    )
 
 
 def test_safetensors_load_for_both_options(tmp_path):

@@ -79,9 +79,9 @@ def command_table(command: click.Command) -> str:
     return HEADER + "\n".join(rows) + "\n"
 
 
-def _key_row(stage: str, item: Setting) -> str:
+def _key_row(stage: str | None, item: Setting) -> str:
     choices = f" One of {', '.join(item.spec.choices)}." if item.spec.choices else ""
-    key = f"`{stage}.{item.option}`"
+    key = f"`{stage}.{item.option}`" if stage else f"`{item.option}`"
     return f"| {key} | {_cell(item.default_text)} | {_cell(item.spec.help + choices)} |"
 
 
@@ -90,7 +90,7 @@ def pipeline_table() -> str:
     from scorpion_build.pipeline.config import STAGES, PipelineConfig
 
     hints = typing.get_type_hints(PipelineConfig)
-    rows = []
+    rows = [_key_row(None, item) for item in settings_of(PipelineConfig).values()]
     for stage in STAGES:
         cls = next(a for a in typing.get_args(hints[stage]) if a is not type(None))
         rows += [_key_row(stage, item) for item in settings_of(cls).values()]

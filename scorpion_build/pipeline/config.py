@@ -16,7 +16,7 @@ from typing import Any
 
 from scorpion_build.errors import ConfigError
 from scorpion_build.export import ExportOptions
-from scorpion_build.options import DEVICES, check_scheduler, check_workers
+from scorpion_build.options import DEVICES, check_scheduler
 from scorpion_build.register.pair import RegisterConfig
 from scorpion_build.settings import check_settings, combine_settings, setting
 from scorpion_build.settings_yaml import build, read_mapping
@@ -125,9 +125,20 @@ class AnalyzeStage:
 
 @dataclass
 class PipelineConfig:
-    build: str
-    scheduler: str | None = None
-    workers: int | None = None
+    build: str = setting(
+        help="Build directory; relative paths in the file are relative to its folder.",
+        shown="required",
+    )
+    scheduler: str | None = setting(
+        None,
+        "dask.distributed scheduler address (tcp://host:8786); local processes when omitted.",
+    )
+    workers: int | None = setting(
+        None,
+        "Processes working in parallel, this one included; ignored with a scheduler.",
+        minimum=1,
+        shown="one per usable CPU",
+    )
     synth: SynthStage | None = None
     scan: ScanStage | None = None
     register: RegisterStage | None = None
@@ -138,7 +149,7 @@ class PipelineConfig:
     source: Path | None = None  # the YAML file, for resolving relative paths
 
     def __post_init__(self) -> None:
-        check_workers(self.workers)
+        check_settings(self)
         check_scheduler(self.scheduler)
 
     def path(self, value: str | None) -> Path | None:

@@ -41,13 +41,7 @@ from scorpion_build.manifest import (
     write_parquet_atomic,
 )
 from scorpion_build.mpp import upsample_note
-from scorpion_build.options import (
-    OptionError,
-    check_choice,
-    check_number,
-    check_scheduler,
-    check_workers,
-)
+from scorpion_build.options import check_scheduler, check_workers
 from scorpion_build.parallel import cached, run_tasks
 from scorpion_build.sample import (
     MIN_TISSUE_FRACTION,
@@ -57,6 +51,7 @@ from scorpion_build.sample import (
     sample_regions,
 )
 from scorpion_build.scan import file_changed
+from scorpion_build.settings import check_settings, setting
 from scorpion_build.slide import Resampler, Slide
 from scorpion_build.staging import swap_in
 from scorpion_build.tissue import (
@@ -119,24 +114,31 @@ def patch_tissue_fraction(patch: np.ndarray, grey_view: np.ndarray, mpp: float) 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    regions: int = 10
-    region_um: float = 800.0
-    size: int = 1024
-    seed: int = 0
-    min_tissue: float = MIN_TISSUE_FRACTION
-    refine: bool = True
-    compression: str = "zstd"  # "zstd" (lossless Blosc/Zstd), "jpeg" (lossy, q95) or "none"
+    regions: int = setting(10, "Regions per slide.", minimum=1)
+    region_um: float = setting(800.0, "Region side in um.", above=0)
+    size: int = setting(1024, "Patch side in px.", minimum=16, maximum=16384)
+    seed: int = setting(0, "Sampling seed.", minimum=0)
+    min_tissue: float = setting(
+        MIN_TISSUE_FRACTION,
+        "Minimum tissue fraction of a region (common to all scans).",
+        minimum=0,
+        maximum=1,
+    )
+    refine: bool = setting(
+        True,
+        "Refine each patch locally against the reference patch; --no-refine skips it.",
+        flag="--no-refine",
+    )
+    compression: str = setting(
+        "zstd",
+        "Zarr chunk compression: lossless Blosc/Zstd, JPEG q95 (lossy, ~10x smaller; "
+        "readers need `import scorpion_build`), or none.",
+        choices=COMPRESSIONS,
+    )
 
     def __post_init__(self) -> None:
         """Every value checked before anything is opened (raises ``OptionError``)."""
-        check_number("regions", self.regions, minimum=1, integer=True)
-        check_number("region_um", self.region_um, above=0)
-        check_number("size", self.size, minimum=16, maximum=16384, integer=True)
-        check_number("seed", self.seed, minimum=0, integer=True)
-        check_number("min_tissue", self.min_tissue, minimum=0, maximum=1)
-        if not isinstance(self.refine, bool):
-            raise OptionError("refine", self.refine, "must be true or false")
-        check_choice("compression", self.compression, COMPRESSIONS)
+        check_settings(self)
 
     @property
     def mpp(self) -> float:

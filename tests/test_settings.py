@@ -92,3 +92,20 @@ def test_train_yaml_errors_name_the_key_and_line(tmp_path):
     path.write_text("data: d\nout: o\nepochs: 3\nlearning_rate: 1\n")
     result = CliRunner().invoke(main, ["train", "--config", str(path)])
     assert result.exit_code == 2 and f"{path}:4: unknown key 'learning_rate'" in result.output
+
+
+def test_extract_settings_are_the_library_config_plus_its_inputs(tmp_path):
+    from scorpion_build.extract import ExtractConfig
+    from scorpion_build.pipeline.config import ExtractStage
+    from scorpion_build.pipeline.stages import extract_config
+
+    path = tmp_path / "p.yaml"
+    path.write_text("build: b\nextract:\n  regions: 3\n  compression: lz4\n")
+    with pytest.raises(ConfigError, match=r"p.yaml:4: 'extract.compression' 'lz4': choose one"):
+        load_config(path)
+    path.write_text("build: b\nextract:\n  regions: 3\n  roi-class: tumour\n")
+    config = load_config(path)
+    assert extract_config(config) == ExtractConfig(regions=3)
+    assert ExtractStage().size == ExtractConfig().size and config.extract.roi_class == ["tumour"]
+    result = CliRunner().invoke(main, ["extract", str(tmp_path), "--size", "8"])
+    assert result.exit_code == 2 and "--size 8: must be >= 16" in result.output

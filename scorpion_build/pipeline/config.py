@@ -10,12 +10,13 @@ in the file (:mod:`scorpion_build.settings_yaml`); docs/options.md lists every k
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scorpion_build.errors import ConfigError
 from scorpion_build.export import ExportOptions
+from scorpion_build.extract import ExtractConfig
 from scorpion_build.options import DEVICES, check_scheduler
 from scorpion_build.register.pair import RegisterConfig
 from scorpion_build.settings import check_settings, combine_settings, setting
@@ -70,23 +71,30 @@ RegisterStage = combine_settings(
 
 
 @dataclass
-class ExtractStage:
-    regions: int = 10
-    region_um: float = 800.0
-    size: int = 1024
-    seed: int = 0
-    min_tissue: float = 0.5
-    regions_from: str | None = None
-    refine: bool = True
-    compression: str = "zstd"
-    annotations: str | None = None  # folder of {slide_id}.geojson: adds the labels array
-    classes: str | None = None  # JSON list fixing the class order
-    roi_class: list[str] = field(default_factory=list)
+class ExtractInputs:
+    """Files an extraction reads besides the build: regions and annotations."""
 
-    def __post_init__(self) -> None:
-        from scorpion_build.pipeline.stages import extract_settings
+    regions_from: str | None = setting(
+        None, "CSV slide_id,x_um,y_um[,region_um]: use these regions (reference um)."
+    )
+    annotations: str | None = setting(
+        None,
+        "Folder of {slide_id}.geojson (QuPath export, reference level-0 px): adds a "
+        "`labels` array, one label map per sample and scanner.",
+    )
+    classes: str | None = setting(
+        None,
+        "JSON list of class names fixing their order (index 0 = background).",
+        shown="background, then the annotated names sorted",
+    )
+    roi_class: list[str] = setting(
+        [], "Sample regions only inside annotations of this class (repeatable)."
+    )
 
-        extract_settings(dataclasses.asdict(self))
+
+ExtractStage = combine_settings(
+    "ExtractStage", (ExtractConfig, None), (ExtractInputs, None), module=__name__
+)
 
 
 @dataclass

@@ -64,15 +64,11 @@ def register_config(config: PipelineConfig):  # noqa: ANN201 - RegisterConfig, i
 
 def extract_config(config: PipelineConfig):  # noqa: ANN201 - ExtractConfig, imported lazily
     """The library's ExtractConfig for the pipeline's extract options (validated there)."""
-    return extract_settings(config.stage_options("extract"))
-
-
-def extract_settings(options: dict):  # noqa: ANN201 - ExtractConfig, imported lazily
-    """ExtractConfig from the extract stage's options, less its inputs (raises OptionError)."""
     from scorpion_build.extract import ExtractConfig
+    from scorpion_build.settings import settings_of
 
-    inputs = ("regions_from", "annotations", "classes", "roi_class")  # not settings
-    return ExtractConfig(**{k: v for k, v in options.items() if k not in inputs})
+    options = config.stage_options("extract")
+    return ExtractConfig(**{name: options[name] for name in settings_of(ExtractConfig)})
 
 
 def run_register(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:

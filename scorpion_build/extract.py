@@ -132,7 +132,7 @@ class ExtractConfig:
     compression: str = setting(
         "zstd",
         "Zarr chunk compression: lossless Blosc/Zstd, JPEG q95 (lossy, ~10x smaller; "
-        "readers need `import scorpion_build`), or none.",
+        "imagecodecs' Zarr JPEG codec), or none.",
         choices=COMPRESSIONS,
     )
 

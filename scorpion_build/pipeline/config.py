@@ -39,8 +39,13 @@ class SynthStage:
     slides: int = setting(SynthConfig.n_slides, "Number of slides.", minimum=1)
     scanners: str = setting(",".join(SynthConfig.scanners), "Comma-separated scanner names.")
     reference: str = setting(SynthConfig.reference, "Reference scanner name.")
-    width_um: float = setting(SynthConfig.width_um, "Slide width in um.", above=0)
-    height_um: float = setting(SynthConfig.height_um, "Slide height in um.", above=0)
+    # None: SynthConfig's size (kept None, not copied, so run's fingerprints stay as they were)
+    width_um: float | None = setting(
+        None, "Slide width in um.", above=0, shown=f"{SynthConfig.width_um:g}"
+    )
+    height_um: float | None = setting(
+        None, "Slide height in um.", above=0, shown=f"{SynthConfig.height_um:g}"
+    )
     seed: int = setting(SynthConfig.seed, "Random seed.", minimum=0)
     texture: str | None = setting(
         None, "Real image or slide whose H&E texture replaces the procedural tissue."

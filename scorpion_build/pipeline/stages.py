@@ -31,9 +31,11 @@ def run_synth(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.
         "scanners": tuple(o.scanners.split(",")),
         "reference": o.reference,
         "seed": o.seed,
-        "width_um": o.width_um,
-        "height_um": o.height_um,
     }
+    if o.width_um is not None:
+        kwargs["width_um"] = o.width_um
+    if o.height_um is not None:
+        kwargs["height_um"] = o.height_um
     if o.texture:
         kwargs["texture"] = config.path(o.texture)
     if o.scenario:

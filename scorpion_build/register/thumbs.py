@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from scorpion_build import geometry as geo
+from scorpion_build.correlation import ncc
 from scorpion_build.slide import Slide
 from scorpion_build.tissue import od_grey, tissue_mask, to_uint8
 
@@ -96,20 +97,6 @@ def warp_to(
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(fill,) * 4,  # a bare scalar would fill only the first channel
     )
-
-
-def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Normalised cross-correlation of two equal-size images over ``mask`` (all if None)."""
-    if mask is not None:
-        a, b = a[mask], b[mask]
-    a = a.astype(np.float64).ravel()
-    b = b.astype(np.float64).ravel()
-    if a.size < 16:
-        return 0.0
-    a = a - a.mean()
-    b = b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
 def tissue_similarity(

@@ -8,7 +8,6 @@ run resumes where it stopped (:mod:`.resume`).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,16 @@ import zarr
 from scorpion_build.annotations import AnnotationSet
 from scorpion_build.extract.config import ExtractConfig
 from scorpion_build.extract.given import read_given_regions
-from scorpion_build.extract.resume import inputs_key, record_store, stored_key
+from scorpion_build.extract.resume import (
+    Target,
+    choose_target,
+    extract_states,
+    inputs_key,
+    record_store,
+    stored_key,
+)
 from scorpion_build.extract.sample import sample_task
-from scorpion_build.extract.store import create_store, store_opens
+from scorpion_build.extract.store import create_store
 from scorpion_build.extract.tasks import (
     Sample,
     SampleTask,
@@ -34,7 +40,6 @@ from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir, order_columns, write_parquet_atomic
 from scorpion_build.options import check_scheduler, check_workers
 from scorpion_build.parallel import TaskResult, run_tasks
-from scorpion_build.staging import swap_in
 
 
 def extract_build(
@@ -64,31 +69,23 @@ def extract_build(
     parallel = {"workers": workers, "scheduler": scheduler, "progress": progress}
     build = BuildDir.at(build_dir)
     with build_lock(build.root):
-        final_state, staging = build.state / "extract", build.state / "extract-new"
-        build.refuse_links(build.zarr, final_state, staging)
+        build.refuse_links(build.zarr, *extract_states(build))
         tasks, scanners, reference = slide_tasks(build)
         tasks, labels_key = with_annotations(tasks, annotations, roi_classes, regions_from)
         given = read_given_regions(regions_from, config.region_um) if regions_from else None
         key = inputs_key(config, build, regions_from, tasks, labels_key)
-        in_place = not force and stored_key(final_state) == key and store_opens(build)
-        if in_place:
-            state, store = final_state, build.zarr
-        else:
-            if force or stored_key(staging) != key:
-                shutil.rmtree(staging, ignore_errors=True)
-            state, store = staging, staging / "patches.zarr"
-        regions = _sample_all(tasks, state, config, given, parallel)
+        target = choose_target(build, key, force)
+        regions = _sample_all(tasks, target.state, config, given, parallel)
         samples = regions[(regions["status"] != "failed") & (regions["region_index"] >= 0)].copy()
         samples["index"] = np.arange(len(samples), dtype=np.int64)
-        if not store.exists():
-            create_store(store, len(samples), scanners, reference, config)
+        if not target.store.exists():
+            create_store(target.store, len(samples), scanners, reference, config)
             if annotations is not None:
-                group = zarr.open_group(str(store), mode="r+")
+                group = zarr.open_group(str(target.store), mode="r+")
                 create_labels_array(group, samples, len(scanners), config.size, annotations)
-            record_store(state, key, config, regions_from, annotations is not None)
-        patches = _extract_all(tasks, samples, scanners, config, store, state, parallel)
-        if not in_place:
-            swap_in({staging / "patches.zarr": build.zarr, staging: final_state}, build.state)
+            record_store(target.state, key, config, regions_from, annotations is not None)
+        patches = _extract_all(tasks, samples, scanners, config, target, parallel)
+        target.finish(build)
         _write_manifests(build, regions, patches, annotations)
     return regions, patches
 
@@ -138,13 +135,13 @@ def _extract_all(
     samples: pd.DataFrame,
     scanners: list[str],
     config: ExtractConfig,
-    store: Path,
-    state: Path,
+    target: Target,
     parallel: dict,
 ) -> pd.DataFrame:
-    """Patch rows of every sample, written into ``store`` (resuming from ``state``)."""
+    """Patch rows of every sample, written into the target's store (resuming from its
+    state)."""
     task_of = {t.slide_id: t for t in tasks}
-    sample_state = state / "samples"
+    sample_state = target.state / "samples"
     sample_state.mkdir(parents=True, exist_ok=True)
     # one task per sample, in slide order: a few slides still fill every worker
     work = [
@@ -156,10 +153,10 @@ def _extract_all(
         work,
         desc="extract",
         config=config,
-        zarr_path=str(store),
+        zarr_path=str(target.store),
         scanners=scanners,
         state_dir=str(sample_state),
-        store_key=stored_key(state) or "",
+        store_key=stored_key(target.state) or "",
         **parallel,
     ):
         rows += res.value if res.error is None else _crashed_sample(res, scanners)

@@ -1,25 +1,29 @@
 """What lets an interrupted or repeated extraction keep finished work.
 
 A store is reused while the key of its inputs (:func:`inputs_key`) matches the one recorded
-in its state folder (``BUILD/.state/extract``, ``docs/contracts.md`` section 3); within it,
-a sample is skipped when its marker is readable and every patch it lists still matches its
-checksum (:func:`trusted_marker`).
+in its state folder (``BUILD/.state/extract``, ``docs/contracts.md`` section 3); otherwise a
+new store grows beside it and replaces it only once complete (:func:`choose_target`).
+Within a store, a sample is skipped when its marker is readable and every patch it lists
+still matches its checksum (:func:`trusted_marker`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import zarr
 
 from scorpion_build.extract.config import ExtractConfig
+from scorpion_build.extract.store import store_opens
 from scorpion_build.extract.tasks import SlideTask
 from scorpion_build.integrity import chunk_problem
 from scorpion_build.manifest import BuildDir, read_json, safe_name, write_json_atomic
+from scorpion_build.staging import swap_in
 
 # Bump when what a finished store holds changes (2: per-patch checksums in the manifest).
 STORE_VERSION = 2
@@ -38,6 +42,39 @@ INPUT_COLUMNS = {
     "registrations": ("slide_id", "scanner", "reference", "matrix", "status"),
 }
 STORE_RECORD = "config.json"
+
+
+def extract_states(build: BuildDir) -> tuple[Path, Path]:
+    """The finished store's state folder and the staging folder a new store grows in."""
+    return build.state / "extract", build.state / "extract-new"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a run writes: a ``store`` and the ``state`` folder recording it; ``staged``
+    when it is a new store that replaces the finished one once complete."""
+
+    store: Path
+    state: Path
+    staged: bool
+
+    def finish(self, build: BuildDir) -> None:
+        """Swap a complete staged store (and its state) in for the finished one."""
+        if self.staged:
+            final_state = extract_states(build)[0]
+            swap_in({self.store: build.zarr, self.state: final_state}, build.state)
+
+
+def choose_target(build: BuildDir, key: str, force: bool) -> Target:
+    """The finished store itself when its recorded inputs key is ``key`` and it opens
+    (unless ``force``); else a staging store, kept from an interrupted run with the same
+    key (it resumes), started afresh otherwise."""
+    final_state, staging = extract_states(build)
+    if not force and stored_key(final_state) == key and store_opens(build):
+        return Target(build.zarr, final_state, staged=False)
+    if force or stored_key(staging) != key:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Target(staging / "patches.zarr", staging, staged=True)
 
 
 def inputs_key(

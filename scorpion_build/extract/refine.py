@@ -180,14 +180,7 @@ class SmallGrey:
         """The (size / REFINE_SCALE)-px square grey view of a ``size``-px patch."""
         m = geo.compose(self.level0_to_small, patch_to_slide, geo.scaling(REFINE_SCALE))
         n = size // REFINE_SCALE
-        return cv2.warpAffine(
-            self.grey,
-            geo.to_opencv(m),
-            (n, n),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0.0,
-        )
+        return geo.warp_to(self.grey, m, (n, n))
 
 
 def refine_patch_offset(

@@ -21,8 +21,9 @@ import zarr
 from scorpion_build.extract.config import ExtractConfig
 from scorpion_build.extract.store import store_opens
 from scorpion_build.extract.tasks import SlideTask
+from scorpion_build.files import write_json_atomic
 from scorpion_build.integrity import chunk_problem
-from scorpion_build.manifest import BuildDir, read_json, safe_name, write_json_atomic
+from scorpion_build.manifest import BuildDir, read_json, safe_name
 from scorpion_build.staging import swap_in
 
 # Bump when what a finished store holds changes (2: per-patch checksums in the manifest).

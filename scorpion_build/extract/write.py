@@ -29,9 +29,9 @@ from scorpion_build.extract.refine import (
 from scorpion_build.extract.resume import marker_path, trusted_marker
 from scorpion_build.extract.store import PATCHES_ARRAY
 from scorpion_build.extract.tasks import Sample, SampleTask, ScanInput, SlideTask
+from scorpion_build.files import write_json_atomic
 from scorpion_build.integrity import patch_checksum
 from scorpion_build.labels import LABELS_ARRAY, write_sample_labels
-from scorpion_build.manifest import write_json_atomic
 from scorpion_build.mpp import upsample_note
 from scorpion_build.parallel import cached
 from scorpion_build.slide import Slide

@@ -16,7 +16,7 @@ from typing import Any
 
 from scorpion_build.errors import ConfigError
 from scorpion_build.export import ExportOptions
-from scorpion_build.extract import ExtractConfig
+from scorpion_build.extract.config import ExtractConfig, ExtractInputs
 from scorpion_build.options import DEVICES, check_scheduler
 from scorpion_build.register.pair import RegisterConfig
 from scorpion_build.settings import check_settings, combine_settings, setting
@@ -73,28 +73,6 @@ RegisterStage = combine_settings(
     (RegisterConfig, ("method", "coarse_mpp", "fine_mpp", "max_blocks")),
     module=__name__,
 )
-
-
-@dataclass
-class ExtractInputs:
-    """Files an extraction reads besides the build: regions and annotations."""
-
-    regions_from: str | None = setting(
-        None, "CSV slide_id,x_um,y_um[,region_um]: use these regions (reference um)."
-    )
-    annotations: str | None = setting(
-        None,
-        "Folder of {slide_id}.geojson (QuPath export, reference level-0 px): adds a "
-        "`labels` array, one label map per sample and scanner.",
-    )
-    classes: str | None = setting(
-        None,
-        "JSON list of class names fixing their order (index 0 = background).",
-        shown="background, then the annotated names sorted",
-    )
-    roi_class: list[str] = setting(
-        [], "Sample regions only inside annotations of this class (repeatable)."
-    )
 
 
 ExtractStage = combine_settings(

@@ -19,11 +19,11 @@ from scorpion_build.manifest import read_json, write_json_atomic
 
 def file_identity(path: str | os.PathLike) -> str:
     """What tells one version of a file from another without reading it: its path, size
-    (bytes) and modification time (ns). A folder is named by the files directly in it;
-    a missing path says so (a later file at that path then differs)."""
+    (bytes) and modification time (ns). A folder (e.g. of annotations) is named by the
+    entries directly in it; a missing path says so (a later file at that path differs)."""
     path = Path(path)
     if path.is_dir():
-        return "".join(file_identity(f) for f in sorted(path.iterdir()))
+        return "".join(f"{f}:{_stat(f)}" for f in sorted(path.iterdir()))
     return f"{path}:{_stat(path)}"
 
 
@@ -35,11 +35,14 @@ def fingerprint(*parts: object) -> str:
 
 
 def output_identity(path: str | os.PathLike) -> str:
-    """An output's identity as :func:`load` checks it: a file's size and time; a folder
-    (a Zarr store, an export) only has to exist, since the stage that wrote it checks its
-    contents itself."""
+    """An output's identity as :func:`load` checks it: a file's size and time (ns); a
+    folder's time, which changes when an entry directly in it is added or removed, or the
+    folder is replaced by a new one (an export or a store swapped in whole). What lies
+    deeper (a store's chunks) the stage that wrote it checks itself when it runs."""
     path = Path(path)
-    return "folder" if path.is_dir() else _stat(path)
+    if path.is_dir():
+        return f"folder:{path.stat().st_mtime_ns}"
+    return _stat(path)
 
 
 def save(

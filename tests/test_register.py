@@ -270,6 +270,19 @@ def test_rerun_skips_finished_pairs(built, monkeypatch) -> None:
     pd.testing.assert_frame_equal(again, table)
 
 
+def _count_pairs(monkeypatch) -> list[str]:
+    """The labels of the pairs registered from now on (in this process: workers=1)."""
+    calls: list[str] = []
+    real = tasks.register_pair
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("label"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "register_pair", counting)
+    return calls
+
+
 @needs_real
 def test_interrupted_run_recomputes_only_the_missing_pair(built, tmp_path, monkeypatch) -> None:
     build, table = built
@@ -279,14 +292,7 @@ def test_interrupted_run_recomputes_only_the_missing_pair(built, tmp_path, monke
     ckpt = copy / ".state" / "register" / "robust" / "s2" / "Philips.json"
     assert ckpt.is_file()
     ckpt.unlink()
-    calls = []
-    real = tasks.register_pair
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("label"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tasks, "register_pair", counting)
+    calls = _count_pairs(monkeypatch)
     again = register_build(copy, config=CONFIG, workers=1, progress=False)
     assert calls == ["s2 Philips->AT2"]
     pd.testing.assert_frame_equal(
@@ -327,14 +333,7 @@ def test_deleted_qc_overlay_recomputes_its_pair(built, tmp_path, monkeypatch) ->
     shutil.copytree(build, copy)
     overlay = _row(table, SYNTH, "Philips")["qc_image"]
     (copy / overlay).unlink()
-    calls = []
-    real = tasks.register_pair
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("label"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tasks, "register_pair", counting)
+    calls = _count_pairs(monkeypatch)
     register_build(copy, config=CONFIG, workers=1, progress=False)
     assert calls == [f"{SYNTH} Philips->AT2"]
     assert (copy / overlay).is_file()

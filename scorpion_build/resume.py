@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from scorpion_build.manifest import read_json, write_json_atomic
+from scorpion_build.files import write_json_atomic
+from scorpion_build.manifest import read_json
 
 
 def file_identity(path: str | os.PathLike) -> str:
@@ -61,12 +62,18 @@ def save(
     write_json_atomic({**extra, "fingerprint": fp, "outputs": body}, record)
 
 
-def load(record: str | os.PathLike, fp: str, root: Path | None = None) -> dict | None:
+def load(
+    record: str | os.PathLike,
+    fp: str,
+    root: Path | None = None,
+    check: Callable[[dict], bool] | None = None,
+) -> dict | None:
     """The record of finished work that is still valid for inputs ``fp``, or None (redo it).
 
-    Valid means: readable, recorded with the same fingerprint, and every output it lists
+    Valid means: readable, recorded with the same fingerprint, every output it lists
     (relative to ``root``) still has the identity it had when recorded (not deleted, not
-    replaced).
+    replaced), and ``check(record)`` holds where a stage looks deeper (a store that must
+    open, patches that must match their checksums).
     """
     body = read_json(record)  # None when missing or damaged: bookkeeping is only a cache
     if not isinstance(body, dict) or body.get("fingerprint") != fp:
@@ -76,7 +83,7 @@ def load(record: str | os.PathLike, fp: str, root: Path | None = None) -> dict |
         return None
     if any(output_identity(_under(root, p)) != ident for p, ident in outputs.items()):
         return None
-    return body
+    return body if check is None or check(body) else None
 
 
 def _stat(path: Path) -> str:

@@ -79,3 +79,9 @@ def test_fingerprint_is_stable_through_json():
     assert resume.fingerprint(("p", 1), {"b": 1, "a": 2}) == resume.fingerprint(
         ["p", 1], {"a": 2, "b": 1}
     )
+
+
+def test_a_deeper_check_can_refuse_a_record(tmp_path):
+    record, fp = _finished(tmp_path)
+    assert resume.load(record, fp, root=tmp_path, check=lambda body: body["counts"]["ok"] == 3)
+    assert resume.load(record, fp, root=tmp_path, check=lambda body: False) is None

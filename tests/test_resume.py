@@ -85,3 +85,16 @@ def test_a_deeper_check_can_refuse_a_record(tmp_path):
     record, fp = _finished(tmp_path)
     assert resume.load(record, fp, root=tmp_path, check=lambda body: body["counts"]["ok"] == 3)
     assert resume.load(record, fp, root=tmp_path, check=lambda body: False) is None
+
+
+def test_analysis_cache_follows_the_rule(tmp_path):
+    import numpy as np
+
+    from scorpion_build.analysis import cache
+
+    key = cache.make_key(what="features", weights="none")
+    cache.save(tmp_path, "features", key, np.arange(4.0))
+    np.testing.assert_array_equal(cache.load(tmp_path, "features", key), np.arange(4.0))
+    assert cache.load(tmp_path, "features", cache.make_key(what="features", weights="x")) is None
+    np.save(tmp_path / "features.npy", np.zeros(7))  # replaced behind the cache's back
+    assert cache.load(tmp_path, "features", key) is None

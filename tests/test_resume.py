@@ -98,3 +98,15 @@ def test_analysis_cache_follows_the_rule(tmp_path):
     assert cache.load(tmp_path, "features", cache.make_key(what="features", weights="x")) is None
     np.save(tmp_path / "features.npy", np.zeros(7))  # replaced behind the cache's back
     assert cache.load(tmp_path, "features", key) is None
+
+
+def test_extract_trusts_a_sample_marker_only_for_its_own_store(tmp_path):
+    from scorpion_build.extract.resume import mark_finished, trusted_marker
+
+    marker = tmp_path / "samples" / "s1_r00.json"
+    rows = [{"sample_id": "s1_r00", "status": "failed", "message": "no tissue"}]
+    mark_finished(marker, "store-a", rows)
+    assert trusted_marker(marker, "store-a", arr=None) == rows  # failed rows wrote no chunk
+    assert trusted_marker(marker, "store-b", arr=None) is None
+    marker.write_text('[{"sample_id": "s1_r00"}]')  # a bare list: not a record, redo it
+    assert trusted_marker(marker, "store-a", arr=None) is None

@@ -139,6 +139,22 @@ def test_every_scorpion_build_line_names_a_real_command_and_options():
     assert not wrong, "\n".join(wrong)
 
 
+def test_pipeline_yaml_blocks_load(tmp_path):
+    """A YAML block with a top-level ``build:`` is a pipeline: it must pass ``run``'s checks
+    (every key known, every value valid), so a renamed option cannot linger in the docs."""
+    from scorpion_build.pipeline.config import load_config
+
+    pipelines = [b for b in ALL if b.lang == "yaml" and re.search(r"^build:", b.code, re.M)]
+    assert len(pipelines) >= 3
+    for b in pipelines:
+        path = tmp_path / f"{b.page.stem}_{b.line}.yaml"
+        path.write_text(b.code)
+        try:
+            load_config(path)
+        except Exception as exc:
+            pytest.fail(f"{b.where}: {type(exc).__name__}: {exc}")
+
+
 # -- the runnable blocks ---------------------------------------------------------------------------
 def _page_params(lang: str) -> list:
     pages = sorted({b.page for b in ALL if b.lang == lang and b.tag == "run"})

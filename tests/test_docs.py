@@ -107,12 +107,36 @@ def command_lines(code: str) -> list[list[str]]:
     return out
 
 
-def _options(command) -> set[str]:  # noqa: ANN001
-    names = {"--help", "-h"}
+def _options(command) -> dict[str, object]:  # noqa: ANN001
+    """``{option name: its Click parameter}`` of a command (or the group)."""
+    names: dict[str, object] = {"--help": None, "-h": None}
     for param in command.params:
-        names.update(getattr(param, "opts", []))
-        names.update(getattr(param, "secondary_opts", []))
+        for name in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]:
+            names[name] = param
     return names
+
+
+def _wrong_words(words: list[str], known: dict[str, object], head: str) -> list[str]:
+    """Unknown options, and literal values outside an option's choices (placeholders such as
+    ``DIR`` or ``jpg|png`` are not checked)."""
+    import click
+
+    wrong = []
+    for k, word in enumerate(words):
+        option = re.match(r"^\[?(--?[a-z][a-z0-9-]*)(?:=(.*))?", word)
+        if not option:
+            continue
+        name = option.group(1)
+        if name not in known:
+            wrong.append(f"{head} has no {name}")
+            continue
+        param = known[name]
+        value = option.group(2) or (words[k + 1] if k + 1 < len(words) else "")
+        literal = re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", value)
+        choice = isinstance(getattr(param, "type", None), click.Choice)
+        if choice and literal and value not in param.type.choices:
+            wrong.append(f"{head} {name} {value}: not one of {list(param.type.choices)}")
+    return wrong
 
 
 def test_every_scorpion_build_line_names_a_real_command_and_options():
@@ -125,16 +149,13 @@ def test_every_scorpion_build_line_names_a_real_command_and_options():
     for b in ALL:
         for words in command_lines(b.code):
             seen += 1
-            head = [w for w in words if not w.startswith("-")][:1]
-            command = main.get_command(ctx, head[0]) if head else None
-            known = _options(main) | (_options(command) if command else set())
+            head = next((w for w in words if not w.startswith("-")), "")
+            command = main.get_command(ctx, head) if head else None
+            known = {**_options(main), **(_options(command) if command else {})}
             if command is None and words[0] not in known:
                 wrong.append(f"{b.where}: no command {' '.join(words[:2])!r}")
                 continue
-            for word in words:
-                option = re.match(r"^\[?(--?[a-z][a-z0-9-]*)", word)
-                if option and option.group(1) not in known:
-                    wrong.append(f"{b.where}: {head[0] if head else ''} has no {option.group(1)}")
+            wrong += [f"{b.where}: {w}" for w in _wrong_words(words, known, head)]
     assert seen >= 40, seen
     assert not wrong, "\n".join(wrong)
 

@@ -4,7 +4,7 @@ import contextlib
 
 __version__ = "0.1.0"
 
-# patches.zarr stores written with `--compression jpeg` name this codec: register it so any
-# reader that imports the package can open them (skipped if zarr itself is missing)
+# patches.zarr stores written with `--compression jpeg` name imagecodecs' JPEG codec: register
+# it (zarr also finds it through the package's zarr.codecs entry point; skipped without zarr)
 with contextlib.suppress(ImportError):
     import scorpion_build.zarr_jpeg  # noqa: F401

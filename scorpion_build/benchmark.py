@@ -8,7 +8,6 @@ threshold, labels, bootstrap) without running the model again: pass that array b
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from scorpion_build.bench.predictions import (
 )
 from scorpion_build.bench.report import write_outputs
 from scorpion_build.bench.sources import PatchSource, open_patch_source
+from scorpion_build.files import file_sha256
 from scorpion_build.metrics import (
     DEFAULT_THRESHOLD,
     ConsistencySummary,
@@ -183,14 +183,6 @@ def _prediction_classes(preds: Predictions, classes: Sequence[str] | None) -> Se
     return DEFAULT_CLASSES
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _infer(
     checkpoint: Path,
     source: PatchSource,
@@ -217,7 +209,7 @@ def _infer(
     classes = list(classes) if classes else model_classes
     path = out_dir / PREDICTIONS_NAME
     fingerprint = {
-        "model_sha256": _sha256(checkpoint),
+        "model_sha256": file_sha256(checkpoint),
         "data_path": str(source.path.resolve()),
         "classes": classes,
     }

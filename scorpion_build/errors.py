@@ -1,6 +1,8 @@
-"""Any exception as one line a user can act on: what failed, where, and what to do.
+"""The errors every stage shares, and any exception as one line a user can act on: what
+failed, where, and what to do.
 
-Used by the CLI (``cli/common.py`` prints it) and by ``run``'s summary of a crashed stage.
+``error_line`` is used by the CLI (``cli/common.py`` prints it) and by ``run``'s summary of
+a crashed stage.
 """
 
 from __future__ import annotations
@@ -8,6 +10,17 @@ from __future__ import annotations
 import errno
 
 from scorpion_build.options import OptionError
+
+
+class ConfigError(ValueError):
+    """A setting the tool cannot use (a pipeline YAML key, a training option); the message
+    names the key (with the YAML line where there is one) and the fix."""
+
+
+class DataError(ValueError):
+    """Input data a stage cannot use (a patch store, a release folder, a training set); the
+    message names the file and the fix."""
+
 
 # errno -> what to do about it, for the one-line message
 _OS_HINTS = {

@@ -304,14 +304,7 @@ class SmallGrey:
     def warp(self, patch_to_slide: geo.Affine, size: int) -> np.ndarray:
         m = geo.compose(self.level0_to_small, patch_to_slide, geo.scaling(REFINE_SCALE))
         n = size // REFINE_SCALE
-        return cv2.warpAffine(
-            self.grey,
-            geo.to_opencv(m),
-            (n, n),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0.0,
-        )
+        return geo.warp_to(self.grey, m, (n, n))
 
 
 def refine(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 Affine = np.ndarray  # (2, 3) float64
@@ -84,6 +85,39 @@ def to_opencv(m: Affine) -> Affine:
 def from_opencv(m_cv: Affine) -> Affine:
     """Inverse of :func:`to_opencv` (e.g. for affines estimated on OpenCV keypoints)."""
     return compose(translation(0.5, 0.5), m_cv, translation(-0.5, -0.5))
+
+
+def warp_to(
+    image: np.ndarray,
+    dst_to_src: Affine,
+    size: tuple[int, int],
+    fill: float = 0,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> np.ndarray:
+    """Resample ``image`` into a new frame: every warp in the project goes through here.
+
+    Parameters
+    ----------
+    image : ndarray
+        (H, W) or (H, W, C) source pixels.
+    dst_to_src : Affine
+        Maps output-frame px to ``image`` px, in our pixel convention (the OpenCV half-pixel
+        shift of :func:`to_opencv` is applied here).
+    size : (int, int)
+        Output ``(width, height)`` in px.
+    fill : float
+        Value of output pixels that fall outside ``image``, in every channel.
+    interpolation : int
+        An OpenCV ``INTER_*`` flag (``INTER_NEAREST`` for label maps and masks).
+    """
+    return cv2.warpAffine(
+        image,
+        to_opencv(dst_to_src),
+        (int(size[0]), int(size[1])),
+        flags=interpolation | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(fill,) * 4,  # a bare scalar would fill only the first channel
+    )
 
 
 def linear_scales(m: Affine) -> tuple[float, float]:

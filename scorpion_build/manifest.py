@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+# the writers live in files.py; imported here too so manifest users find them beside the
+# Parquet writer
+from scorpion_build.files import write_atomic, write_json_atomic  # noqa: F401
 
 STATUSES = ("ok", "warn", "failed")
 
@@ -194,32 +196,9 @@ WRITERS = {
 }
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it over ``path``
-    (atomic): a reader sees the old file or the whole new one, and a killed write leaves
-    only a ``.*.tmp`` that the next locked run removes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def write_parquet_atomic(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a Parquet file atomically (:func:`write_atomic`)."""
     return write_atomic(path, lambda tmp: table.reset_index(drop=True).to_parquet(tmp, index=False))
-
-
-def write_json_atomic(obj: object, path: str | os.PathLike) -> Path:
-    """Write JSON (indented, sorted keys) atomically (:func:`write_atomic`)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
-    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_json(path: str | os.PathLike) -> object | None:

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from scorpion_build.classes import DEFAULT_CLASSES
+from scorpion_build.files import write_atomic, write_text_atomic
+from scorpion_build.weights import WeightsError, load_state_dict
 
 # Input convention of every checkpoint: float RGB in [0, 1], ImageNet mean/std, NCHW.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -53,7 +55,7 @@ def padded_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out[..., :height, :width]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A checkpoint that cannot be loaded, with the file named and the fix."""
 
 
@@ -75,7 +77,7 @@ def build_model(
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(archs)}")
     model = archs[arch](encoder_name=encoder, encoder_weights=None, classes=num_classes)
     if encoder_weights is not None:
-        state = _load_state_dict(Path(encoder_weights))
+        state = load_state_dict(encoder_weights, "--encoder-weights")
         state = {k.removeprefix("encoder."): v for k, v in state.items()}
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         # smp's encoders override load_state_dict (dropping fc.*) and return None: call the
@@ -89,39 +91,14 @@ def build_model(
     return model
 
 
-def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; pass a local weights file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or a pickle that is not a plain state dict
-        raise CheckpointError(
-            f"{path}: cannot be read as a weights-only state dict ({exc.__class__.__name__}: "
-            f"{exc}); re-save it with torch.save(model.state_dict(), path)"
-        ) from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return state
-
-
 def config_path(checkpoint: str | Path) -> Path:
     return Path(checkpoint).with_suffix(".json")
 
 
 def save_checkpoint(model: nn.Module, config: dict[str, Any], path: str | Path) -> Path:
     """Write ``path`` (state dict) and ``path.with_suffix('.json')`` (model config)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    config_path(path).write_text(json.dumps(config, indent=2, sort_keys=True))
+    path = write_atomic(path, lambda tmp: torch.save(model.state_dict(), tmp))
+    write_text_atomic(config_path(path), json.dumps(config, indent=2, sort_keys=True))
     return path
 
 
@@ -141,7 +118,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
             num_classes=len(config.get("classes", DEFAULT_CLASSES)),
             arch=config.get("arch", "deeplabv3plus"),
         )
-        state = _load_state_dict(path)
+        state = load_state_dict(path, "--model")
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:

@@ -8,6 +8,9 @@ white halo so it also reads on glass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import cv2
 import numpy as np
 
 # Okabe-Ito, RGB 0-255
@@ -28,6 +31,48 @@ CLASS_RGB = np.array(
     [BLACK, BLUISH_GREEN, YELLOW, BLUE, ORANGE, SKY_BLUE, BLACK, WHITE],
     np.uint8,
 )
+
+
+OVERLAY_ALPHA = 0.45  # weight of the class colour where a label map is drawn over a patch
+
+
+def class_colours(labels: np.ndarray) -> np.ndarray:
+    """RGB uint8 colour of each class index in ``labels`` (shape + (3,)); indices past the
+    palette share its last colour."""
+    return CLASS_RGB[np.minimum(labels, len(CLASS_RGB) - 1)]
+
+
+def overlay(image: np.ndarray, label: np.ndarray, missing: int | None = None) -> np.ndarray:
+    """A label map drawn over its RGB patch: every report and figure draws labels this way.
+
+    Class colours are blended in (:data:`OVERLAY_ALPHA`) and each class's boundary is drawn
+    in full colour, so a class reads on any stain; class 0 (background) and ``missing``
+    pixels (e.g. a prediction that was not made) stay as they are.
+
+    Parameters
+    ----------
+    image : ndarray
+        (H, W, 3) uint8 RGB.
+    label : ndarray
+        (H, W) class indices, same size as ``image``.
+    missing : int, optional
+        A label value that means "no label here".
+    """
+    colours = class_colours(label)
+    drawn = label > 0 if missing is None else (label > 0) & (label != missing)
+    mask = drawn[..., None]
+    blended = image * (1 - OVERLAY_ALPHA) + colours * OVERLAY_ALPHA
+    out = np.where(mask, blended, image)
+    edge = cv2.morphologyEx(label.astype(np.uint16), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    return np.where((edge > 0)[..., None] & mask, colours, out).astype(np.uint8)
+
+
+def class_legend(classes: Sequence[str]) -> list:
+    """Matplotlib legend handles for every class but the background (index 0)."""
+    from matplotlib.patches import Patch
+
+    colours = class_colours(np.arange(len(classes)))
+    return [Patch(color=colours[k] / 255, label=c) for k, c in enumerate(classes) if k > 0]
 
 
 def hex_colour(rgb: tuple[int, int, int]) -> str:

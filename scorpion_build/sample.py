@@ -47,13 +47,7 @@ def joint_tissue_mask(
         ow0, oh0 = slide.dimensions
         other_to_mask = geo.scaling(other.shape[1] / ow0, other.shape[0] / oh0)
         m = geo.compose(other_to_mask, matrix, mask_to_ref)  # ref mask px -> other mask px
-        warped = cv2.warpAffine(
-            other,
-            geo.to_opencv(m),
-            (w, h),
-            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-            borderValue=0,
-        )
+        warped = geo.warp_to(other, m, (w, h), interpolation=cv2.INTER_NEAREST)
         joint &= warped.astype(bool)
     return joint
 

@@ -287,11 +287,4 @@ class Resampler:
         interpolation: int = cv2.INTER_LINEAR,
     ) -> np.ndarray:
         m_region = geo.compose(self.level0_to_region, patch_to_slide)
-        return cv2.warpAffine(
-            self.region,
-            geo.to_opencv(m_region),
-            (int(size_px[0]), int(size_px[1])),
-            flags=interpolation | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(255, 255, 255),
-        )
+        return geo.warp_to(self.region, m_region, size_px, fill=255, interpolation=interpolation)

@@ -59,3 +59,14 @@ def test_decompose_reports_scale_rotation_shear():
     d = geo.decompose(m)
     assert d["scale_x"] == pytest.approx(1.1) and d["scale_y"] == pytest.approx(1.1)
     assert d["rotation_deg"] == pytest.approx(30) and d["shear"] == pytest.approx(0, abs=1e-12)
+
+
+def test_warp_to_follows_the_pixel_convention_and_fills_every_channel():
+    rgb = np.random.default_rng(1).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    # a 2x downscale: output pixel (0, 0) covers source [0, 2) x [0, 2), centre (1, 1)
+    half = geo.warp_to(rgb, geo.scaling(2.0), (4, 3), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(half[0, 0], rgb[0:2, 0:2].reshape(4, 3).mean(0).round())
+    # output px beyond the source get the fill in all three channels, not only the first
+    shifted = geo.warp_to(rgb, geo.translation(4, 0), (8, 6), fill=255)
+    np.testing.assert_array_equal(shifted[:, :4], rgb[:, 4:])
+    assert (shifted[:, 4:] == 255).all()

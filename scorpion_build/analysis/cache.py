@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scorpion_build.files import file_sha256, write_atomic, write_json_atomic
 from scorpion_build.manifest import BuildDir
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def patches_digest(build: BuildDir) -> str:
@@ -41,7 +31,7 @@ def patches_digest(build: BuildDir) -> str:
         build.zarr / "patches" / "zarr.json",
     ):
         h.update(path.name.encode())
-        h.update(file_digest(path).encode() if path.is_file() else b"-")
+        h.update(file_sha256(path).encode() if path.is_file() else b"-")
     return h.hexdigest()
 
 
@@ -65,14 +55,11 @@ def load(directory: Path, name: str, key: str) -> np.ndarray | None:
 
 def save(directory: Path, name: str, key: str, array: np.ndarray, **info: Any) -> Path:
     """Write the array then its key, each atomically, so a key never points at stale data."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.npy"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npy", dir=directory)
-    with os.fdopen(fd, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-    os.replace(tmp, path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json", dir=directory)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"key": key, **info}, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, directory / f"{name}.json")
+    path = write_atomic(directory / f"{name}.npy", lambda tmp: _save_npy(tmp, array))
+    write_json_atomic({"key": key, **info}, directory / f"{name}.json")
     return path
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:  # a handle: np.save would add ".npy" to a bare temp name
+        np.save(fh, array, allow_pickle=False)

@@ -15,49 +15,12 @@ import torchvision
 
 from scorpion_build.analysis.data import PatchStore, downsample
 from scorpion_build.models import normalize, resolve_device
+from scorpion_build.weights import WeightsError, load_state_dict
 
 FEATURE_CHOICES = ("none", "resnet50")
 INPUT_PX = 224
 FEATURE_DIM = 2048
 _INIT_SEED = 0
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be loaded safely into a torchvision ResNet50."""
-
-
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a local checkpoint, loaded without unpickling arbitrary objects.
-
-    Accepts ``.safetensors`` files and ``torch.save`` files holding a state dict (possibly
-    under ``"state_dict"`` or ``"model"``, possibly with a ``"module."`` prefix from
-    DataParallel), read with ``torch.load(weights_only=True)``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found; pass --weights a local .pth file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(path))
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for bad or unsafe pickles
-        raise WeightsError(
-            f"{path}: cannot load as weights ({type(exc).__name__}: {str(exc)[:200]}); save "
-            "a plain state dict with torch.save(model.state_dict(), path) or use safetensors"
-        ) from exc
-    if isinstance(obj, dict):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(obj.get(wrapper), dict):
-                obj = obj[wrapper]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(
-            f"{path}: expected a state dict of tensors, got {type(obj).__name__}; save it with "
-            "torch.save(model.state_dict(), path)"
-        )
-    return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
 def build_resnet50(weights: Path | None = None) -> torch.nn.Module:

@@ -37,6 +37,7 @@ from scorpion_build.analysis.stats import (
     stats_table,
     summary_table,
 )
+from scorpion_build.files import file_sha256
 from scorpion_build.manifest import BuildDir
 from scorpion_build.report import summary
 from scorpion_build.report.check import check_pictures
@@ -304,7 +305,7 @@ def _feature_level(
     weights_id = None
     if weights is not None:
         weights = Path(weights)
-        weights_id = {"name": weights.name, "sha256": cache.file_digest(weights)}
+        weights_id = {"name": weights.name, "sha256": file_sha256(weights)}
     key = cache.make_key(
         what="features",
         model="resnet50",

@@ -15,6 +15,7 @@ import pandas as pd
 import zarr
 
 from scorpion_build import imageio
+from scorpion_build.errors import DataError
 
 LABEL_STEM = "label"
 """Ground-truth file stem in a sample folder; never a scanner name."""
@@ -26,10 +27,6 @@ CLASSES_FILE = "classes.json"
 """Class names of those label maps, at the top of the folder."""
 ATTRS_FILE = "attrs.json"
 """Written by ``export``: the store's scanners, reference, mpp, region_um and size."""
-
-
-class DataError(ValueError):
-    """Input data the benchmark cannot use; the message names the file and the fix."""
 
 
 def natural_key(text: str) -> list[int | str]:

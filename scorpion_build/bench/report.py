@@ -7,7 +7,6 @@ global state, so this works headless and from any thread.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,14 @@ import cv2
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from scorpion_build.bench.predictions import MISSING, Predictions
 from scorpion_build.bench.sources import PatchSource
+from scorpion_build.files import write_text_atomic
 from scorpion_build.metrics import ConsistencySummary
-from scorpion_build.palette import CLASS_RGB
+from scorpion_build.palette import class_legend, overlay
 
-OVERLAY_ALPHA = 0.45
 MONTAGE_GAP_PX = 6
-# class 0 (background) stays uncoloured so the tissue under it remains visible; the others
-# are colour-blind-safe colours that stand out on H&E (see scorpion_build.palette)
-CLASS_COLOURS = CLASS_RGB
 
 
 def write_outputs(
@@ -59,10 +54,7 @@ def write_outputs(
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
     """Write atomically: a reader never sees a half-written report."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def pairs_table(summary: ConsistencySummary) -> pd.DataFrame:
@@ -235,17 +227,6 @@ def plot_heatmap(summary: ConsistencySummary, path: Path) -> Path:
     return path
 
 
-def overlay(image: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Blend class colours onto an RGB patch and draw each class's boundary in full colour
-    (so a class reads on any stain); class 0 and MISSING pixels stay as they are."""
-    colours = CLASS_COLOURS[np.minimum(label, len(CLASS_COLOURS) - 1)]
-    mask = ((label > 0) & (label != MISSING))[..., None]
-    blended = image * (1 - OVERLAY_ALPHA) + colours * OVERLAY_ALPHA
-    out = np.where(mask, blended, image)
-    edge = cv2.morphologyEx(label.astype(np.uint16), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    return np.where((edge > 0)[..., None] & mask, colours, out).astype(np.uint8)
-
-
 def plot_montage(
     summary: ConsistencySummary,
     source: PatchSource,
@@ -277,7 +258,7 @@ def plot_montage(
             size = (tile_px, tile_px)
             image = cv2.resize(source.read(n, s), size, interpolation=cv2.INTER_AREA)
             label = cv2.resize(labels[s], size, interpolation=cv2.INTER_NEAREST)
-            tile[:] = overlay(image, label)
+            tile[:] = overlay(image, label, MISSING)
     fig = Figure(figsize=(1.9 * n_scanners + 2.2, 1.9 * len(samples) + 1.0), dpi=100)
     ax = fig.add_subplot()
     ax.imshow(mosaic)
@@ -296,11 +277,7 @@ def plot_montage(
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    legend = [
-        Patch(color=CLASS_COLOURS[min(k, len(CLASS_COLOURS) - 1)] / 255, label=c)
-        for k, c in enumerate(summary.classes)
-        if k > 0
-    ]
+    legend = class_legend(summary.classes)
     ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(legend))
     ax.set_title("Least consistent samples, prediction overlaid (background uncoloured)")
     fig.tight_layout()

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from scorpion_build.errors import ConfigError
+
 # YAML scalar types accepted for each option type (an int is a fine float or str).
 _SCALARS: dict[type, tuple[type, ...]] = {
     bool: (bool,),
@@ -24,10 +26,6 @@ _SCALARS: dict[type, tuple[type, ...]] = {
     str: (str, int, float),
 }
 STAGES = ("synth", "scan", "register", "extract", "export", "benchmark", "analyze")
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from scorpion_build import geometry as geo
+from scorpion_build.geometry import warp_to
 from scorpion_build.slide import Slide
 from scorpion_build.tissue import od_grey, tissue_mask, to_uint8
 
@@ -77,25 +78,6 @@ def view_from_rgb(rgb: np.ndarray, mpp: float, to_level0: geo.Affine) -> View:
 def plain_grey(rgb: np.ndarray) -> np.ndarray:
     """Luminance grey (tissue dark), as the paper's plain ORB baseline uses."""
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-
-
-def warp_to(
-    image: np.ndarray,
-    dst_to_src: geo.Affine,
-    size: tuple[int, int],
-    fill: float = 0,
-    interpolation: int = cv2.INTER_LINEAR,
-) -> np.ndarray:
-    """Resample ``image`` into a ``size = (w, h)`` frame; ``dst_to_src`` maps frame px to
-    ``image`` px (our pixel convention; the OpenCV shift is applied here)."""
-    return cv2.warpAffine(
-        image,
-        geo.to_opencv(dst_to_src),
-        (int(size[0]), int(size[1])),
-        flags=interpolation | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(fill,) * 4,  # a bare scalar would fill only the first channel
-    )
 
 
 def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from scorpion_build.files import write_text_atomic
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -58,9 +58,4 @@ def environment() -> jinja2.Environment:
 def render_report(context: dict[str, Any], path: Path, template: str = "index.html") -> Path:
     """Render ``template`` with ``context`` to ``path`` (written atomically)."""
     html = environment().get_template(template).render(**context)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(html)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, html)

@@ -17,6 +17,7 @@ import shapely
 from shapely.geometry import mapping, shape
 
 from scorpion_build import geometry as geo
+from scorpion_build.files import write_text_atomic
 from scorpion_build.synth.tissue import LABEL_NAMES
 from scorpion_build.synth.truth import SlideTruth
 
@@ -84,14 +85,9 @@ def truth_features(truth: SlideTruth) -> list[dict]:
 
 def write_truth_geojson(out_dir: str | Path, truth: SlideTruth) -> Path:
     """Write ``OUT_DIR/annotations/{slide_id}.geojson``; return its path."""
-    folder = Path(out_dir) / ANNOTATIONS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{truth.slide_id}.geojson"
+    path = Path(out_dir) / ANNOTATIONS_DIR / f"{truth.slide_id}.geojson"
     doc = {"type": "FeatureCollection", "features": truth_features(truth)}
-    tmp = path.with_suffix(".geojson.tmp")
-    tmp.write_text(json.dumps(doc))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(doc))
 
 
 def truth_label_map(

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scorpion_build.files import write_atomic
 from scorpion_build.parallel import single_threaded
 from scorpion_build.synth.annotations import write_truth_geojson
 from scorpion_build.synth.config import CAMERA_CONTAINERS, CONTAINER_SUFFIX, SynthConfig
@@ -112,9 +113,7 @@ def _synthesize(
             mpp = math.nan if config.writes_mpp(scanner) else truth.mpp(scanner)
             rows.append((slide_id, scanner, scan_path(config, slide_id, scanner), mpp))
     table = pd.DataFrame(rows, columns=["slide_id", "scanner", "path", "mpp"])
-    tmp = out / (SLIDE_TABLE + ".tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(out / SLIDE_TABLE)
+    write_atomic(out / SLIDE_TABLE, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     if config.labelled:
         from scorpion_build.synth.labelled import write_labelled_sets
 

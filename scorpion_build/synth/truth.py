@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from scorpion_build import geometry as geo
+from scorpion_build.files import write_text_atomic
 from scorpion_build.synth.config import FAILURE_SCENARIOS
 from scorpion_build.synth.placement import ScanGeometry
 
@@ -139,11 +140,7 @@ class SlideTruth:
                 for s, g in self.geometries.items()
             },
         }
-        path = folder / f"{self.slide_id}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(path)
-        return path
+        return write_text_atomic(folder / f"{self.slide_id}.json", json.dumps(doc, indent=1))
 
     def _geometry(self, scanner: str) -> ScanGeometry:
         try:

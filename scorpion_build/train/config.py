@@ -16,14 +16,11 @@ from typing import Any
 
 import yaml
 
+from scorpion_build.errors import ConfigError
 from scorpion_build.train.augment import TaskAugment
 from scorpion_build.train.colorspace import check_color_space
 from scorpion_build.train.losses import GRADIENT_MODES, LOSS_FORMS
 from scorpion_build.train.style import FDA, STYLE_AUGMENTATIONS, ColorJitter
-
-
-class ConfigError(ValueError):
-    """A configuration value the trainer cannot use; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,11 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from scorpion_build import imageio
+from scorpion_build.errors import DataError
 from scorpion_build.models import DEFAULT_CLASSES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """A dataset the trainer cannot use; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)

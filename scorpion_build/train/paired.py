@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorpion_build.bench.layout import DataError as LayoutError
 from scorpion_build.bench.sources import PatchSource
 from scorpion_build.data import PairedData
+from scorpion_build.errors import DataError
 from scorpion_build.splits import group_splits
-from scorpion_build.train.data import SPLITS, DataError, LabelledData, load_labelled_data
+from scorpion_build.train.data import SPLITS, LabelledData, load_labelled_data
 
 SPLIT_FILE = "split.csv"
 _SAMPLE_RE = re.compile(r"^(?P<slide>.+)_r\d+$")  # sample_id = "{slide_id}_r{index:02d}"
@@ -62,7 +62,7 @@ def is_paired_data(path: str | Path) -> bool:
         return False
     try:  # labels are checked later, with a message saying how to add them
         return PairedData(path, with_labels=False) is not None
-    except LayoutError:
+    except DataError:
         return False
 
 
@@ -78,19 +78,16 @@ def load_paired_data(
     Returns the data and the split table (sample_id, slide_id, split). A ``split.csv`` in
     ``run_dir`` (an earlier start of the same run) is reused as it is.
     """
-    try:
-        everything = PairedData(path, with_labels=False)
-        reference = everything.source.attrs.get("reference") or everything.scanners[0]
-        chosen = list(scanners) if scanners else [reference]
-        unknown = [s for s in chosen if s not in everything.scanners]
-        if unknown:
-            raise DataError(
-                f"{path}: --train-scanners {unknown} not in the data's {everything.scanners}"
-            )
-        # samples whose chosen scanners all have a patch and a label map
-        data = PairedData(path, scanners=chosen, with_labels=True)
-    except LayoutError as exc:
-        raise DataError(str(exc)) from exc
+    everything = PairedData(path, with_labels=False)
+    reference = everything.source.attrs.get("reference") or everything.scanners[0]
+    chosen = list(scanners) if scanners else [reference]
+    unknown = [s for s in chosen if s not in everything.scanners]
+    if unknown:
+        raise DataError(
+            f"{path}: --train-scanners {unknown} not in the data's {everything.scanners}"
+        )
+    # samples whose chosen scanners all have a patch and a label map
+    data = PairedData(path, scanners=chosen, with_labels=True)
     names = list(data.classes or [])
     if classes and list(classes) != names:
         raise DataError(f"{path}: its label maps use classes {names}, not {list(classes)}")

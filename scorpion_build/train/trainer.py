@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from scorpion_build import logs
+from scorpion_build.files import write_atomic, write_text_atomic
 from scorpion_build.models import build_model, resolve_device, save_checkpoint
 from scorpion_build.train.config import TrainConfig, resume_mismatches
 from scorpion_build.train.data import (
@@ -76,18 +77,6 @@ class TrainResult:
 def epoch_seed(seed: int, epoch: int) -> int:
     """One 63-bit seed per (run seed, epoch), for torch generators and the global RNG."""
     return int(np.random.default_rng([seed, epoch]).integers(0, 2**63 - 1))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 class Trainer:
@@ -149,9 +138,9 @@ class Trainer:
                 )
             self._load_state()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(cfg_path, json.dumps(self.config.to_dict(), indent=2))
+        write_text_atomic(cfg_path, json.dumps(self.config.to_dict(), indent=2))
         if self.source.split_table is not None:  # the by-slide split, kept for --resume
-            _atomic_write_text(
+            write_text_atomic(
                 self.run_dir / SPLIT_FILE, self.source.split_table.to_csv(index=False)
             )
         self.style = self._build_style(resuming=self.start_epoch > 0)
@@ -207,7 +196,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
         }
-        _atomic_torch_save(state, self.state_path)
+        write_atomic(self.state_path, lambda tmp: torch.save(state, tmp))
 
     def _checkpoint_config(self, epoch: int, val_dice: float) -> dict:
         cfg = self.config
@@ -358,7 +347,7 @@ class Trainer:
 
     def _write_metrics(self) -> None:
         table = pd.DataFrame(self.history, columns=METRIC_COLUMNS)
-        _atomic_write_text(self.run_dir / "metrics.csv", table.to_csv(index=False))
+        write_text_atomic(self.run_dir / "metrics.csv", table.to_csv(index=False))
 
     def _finish(self) -> TrainResult:
         if self.best_epoch < 0:
@@ -378,7 +367,7 @@ class Trainer:
             "metrics": "task Dice per sample and class (absent from both = 1), "
             "class mean, sample mean (scorpion_build.metrics.dice_per_class)",
         }
-        _atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return TrainResult(
             run_dir=self.run_dir,
             checkpoint=self.checkpoint_path,

@@ -9,7 +9,6 @@ array.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,23 +157,3 @@ def roi_mask(
     slide of level-0 (width, height) ``ref_size_px``: ``--roi-class`` sampling."""
     (ref_w, ref_h), (h, w) = ref_size_px, shape
     return rasterize(annotations, geo.scaling(w / ref_w, h / ref_h), shape, only=roi) > 0
-
-
-def attach_annotations(
-    tasks: list[dict],
-    annotations: AnnotationSet | None,
-    roi_classes: tuple[str, ...],
-    regions_from: Path | None,
-) -> str:
-    """Give each slide task its annotations and ROI classes; return what the key needs."""
-    if roi_classes and annotations is None:
-        raise ValueError("--roi-class needs --annotations DIR to know where the classes are")
-    if roi_classes and regions_from is not None:
-        raise ValueError("--roi-class samples regions; --regions-from gives them: use one")
-    if annotations is None:
-        return ""
-    roi = annotations.class_indices(list(roi_classes)) if roi_classes else []
-    for task in tasks:
-        task["annotations"] = annotations.by_slide.get(task["slide_id"], [])
-        task["roi"] = roi
-    return f"{annotations.digest}:{roi}"

@@ -13,7 +13,8 @@ from helpers import paired_build
 
 from scorpion_build import geometry as geo
 from scorpion_build.cli.main import main
-from scorpion_build.extract import ExtractConfig, extract_build, region_to_reference
+from scorpion_build.extract import ExtractConfig, extract_build, extract_sample, region_to_reference
+from scorpion_build.extract import build as extract_module
 from scorpion_build.manifest import BuildDir
 from scorpion_build.sample import sample_regions
 from scorpion_build.slide import Slide
@@ -161,6 +162,25 @@ def test_rerun_registration_keeps_patches_unless_a_matrix_changes(tmp_path, text
     bdir.write("registrations", regs.assign(matrix=moved))
     extract_build(build, CONFIG, workers=1, progress=False)
     assert chunk.stat().st_mtime_ns != written
+
+
+def test_a_crashed_sample_fails_alone_and_is_extracted_on_rerun(tmp_path, texture, monkeypatch):
+    build, _ = paired_build(tmp_path, texture, _truth(texture))
+
+    def crash_on_second(item, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if item.sample.index == 1:
+            raise RuntimeError("disk on fire")
+        return extract_sample(item, **kwargs)
+
+    monkeypatch.setattr(extract_module, "extract_sample", crash_on_second)
+    _, patches = extract_build(build, CONFIG, workers=1, progress=False)
+    crashed = patches[patches["index"] == 1]
+    assert len(crashed) == 2 and (crashed["status"] == "failed").all()
+    assert (crashed["message"] == "task crashed: RuntimeError: disk on fire").all()
+    assert (patches[patches["index"] != 1]["status"] == "ok").all()
+    monkeypatch.undo()
+    _, again = extract_build(build, CONFIG, workers=1, progress=False)
+    assert (again["status"] == "ok").all() and len(again) == 6
 
 
 def test_given_regions_are_used_exactly(tmp_path, texture):

@@ -15,9 +15,9 @@ import pytest
 import zarr
 from helpers import kill_during_extract, paired_build
 
-from scorpion_build import extract
 from scorpion_build import geometry as geo
-from scorpion_build.extract import ExtractConfig, extract_build
+from scorpion_build.extract import ExtractConfig, SampleTask, extract_build, extract_sample
+from scorpion_build.extract import build as extract_module
 from scorpion_build.slide import Slide
 
 CONFIG = ExtractConfig(regions=4, region_um=150.0, size=128, seed=2)
@@ -63,7 +63,7 @@ def test_distributed_local_cluster_is_byte_identical(build, tmp_path):
         assert a == b, f"{name}.parquet differs"
 
 
-def gated_extract_sample(item: dict, done_dir: str, main_pid: int, **kwargs) -> list[dict]:  # noqa: ANN003
+def gated_extract_sample(item: SampleTask, done_dir: str, main_pid: int, **kwargs) -> list[dict]:  # noqa: ANN003
     """extract_sample, but this process starts only once a helper has finished a sample
     (so the helper provably writes some patches) and each sample notes who wrote it."""
     done = Path(done_dir)
@@ -74,11 +74,11 @@ def gated_extract_sample(item: dict, done_dir: str, main_pid: int, **kwargs) -> 
         assert time.monotonic() < deadline, "no helper process finished a sample"
         time.sleep(0.02)
     rows = UNGATED(item, **kwargs)
-    (done / f"{os.getpid()}_{item['sample']['sample_id']}").touch()
+    (done / f"{os.getpid()}_{item.sample.sample_id}").touch()
     return rows
 
 
-UNGATED = extract.extract_sample
+UNGATED = extract_sample
 
 
 def test_two_local_workers_are_byte_identical(build, tmp_path, monkeypatch):
@@ -88,7 +88,7 @@ def test_two_local_workers_are_byte_identical(build, tmp_path, monkeypatch):
     done = tmp_path / "done"
     done.mkdir()
     task = functools.partial(gated_extract_sample, done_dir=str(done), main_pid=os.getpid())
-    monkeypatch.setattr(extract, "extract_sample", task)
+    monkeypatch.setattr(extract_module, "extract_sample", task)
     _, p_two = extract_build(two, CONFIG, workers=2, progress=False)
     writers = {int(p.name.split("_")[0]) for p in done.iterdir()}
     assert os.getpid() in writers and len(writers) == 2  # this process and a helper

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorpion_build import align
+from scorpion_build import correlation
 from scorpion_build import geometry as geo
+from scorpion_build.correlation import ncc
 from scorpion_build.register import coarse, fine, qc
 from scorpion_build.register.pair import RegisterConfig
-from scorpion_build.register.thumbs import View, ncc, view_from_rgb, warp_to
+from scorpion_build.register.thumbs import View, view_from_rgb, warp_to
 
 
 def _texture(h: int = 200, w: int = 240, seed: int = 0) -> np.ndarray:
@@ -49,7 +50,7 @@ def test_phase_shift_sign_convention() -> None:
     d_true = np.array([3.25, -2.5])
     # mov(p + d) = ref(p)  <=>  mov(q) = ref(q - d)
     mov = warp_to(ref, geo.translation(*(-d_true)), (ref.shape[1], ref.shape[0]))
-    d, response = align.phase_shift(ref[20:-20, 20:-20], mov[20:-20, 20:-20])
+    d, response = correlation.phase_shift(ref[20:-20, 20:-20], mov[20:-20, 20:-20])
     np.testing.assert_allclose(d, d_true, atol=0.05)
     assert response > 0.9
 
@@ -74,7 +75,7 @@ def test_phase_shift_is_sub_pixel_on_oriented_texture() -> None:
     for dx in np.linspace(-1.5, 1.5, 7):
         for dy in np.linspace(-1.5, 1.5, 7):
             mov = _fourier_shift(img, np.array([dx, dy]))
-            d, _ = align.phase_shift(img[32:-32, 32:-32], mov[32:-32, 32:-32])
+            d, _ = correlation.phase_shift(img[32:-32, 32:-32], mov[32:-32, 32:-32])
             errors.append(np.hypot(d[0] - dx, d[1] - dy))
     assert max(errors) < 0.1
 
@@ -84,13 +85,13 @@ def test_phase_shifts_batch_equals_one_by_one() -> None:
     refs = np.stack([_texture(64, 80, seed=i) for i in range(5)])
     movs = np.stack([_fourier_shift(r, rng.uniform(-4, 4, 2)) for r in refs])
     movs[3] = 0.5  # a flat block: no peak, response 0, no crash
-    d, peaks = align.phase_shifts(refs, movs)
+    d, peaks = correlation.phase_shifts(refs, movs)
     for i in range(5):
-        d_i, peak_i = align.phase_shift(refs[i], movs[i])
+        d_i, peak_i = correlation.phase_shift(refs[i], movs[i])
         np.testing.assert_allclose(d[i], d_i, atol=1e-9)
         assert peaks[i] == pytest.approx(peak_i)
     assert peaks[3] == 0.0 and peaks[[0, 1, 2, 4]].min() > 0.8
-    empty_d, empty_peaks = align.phase_shifts(refs[:0], movs[:0])
+    empty_d, empty_peaks = correlation.phase_shifts(refs[:0], movs[:0])
     assert empty_d.shape == (0, 2) and empty_peaks.shape == (0,)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from scorpion_build.annotations import load_build_annotations
+from scorpion_build.annotations import AnnotationSet, load_build_annotations
 from scorpion_build.cli.common import (
     GuardedCommand,
     force_option,
@@ -98,12 +98,7 @@ def command(
         refine=not no_refine,
         compression=compression,
     )
-    annotations = None
-    if annotations_dir is not None:
-        slides = BuildDir.at(build).read("slides")
-        annotations = load_build_annotations(slides, annotations_dir, class_file)
-    elif class_file is not None:
-        raise click.UsageError("--classes names the classes of --annotations; give both")
+    annotations = _annotations(build, annotations_dir, class_file)
     regions_df, patches = extract_build(
         build,
         config,
@@ -114,6 +109,29 @@ def command(
         annotations=annotations,
         roi_classes=roi_classes,
     )
+    _report(build, config, regions_df, patches, annotations)
+
+
+def _annotations(
+    build: Path, annotations_dir: Path | None, class_file: Path | None
+) -> AnnotationSet | None:
+    """``--annotations`` (and ``--classes``) read against the build's slides."""
+    if annotations_dir is None:
+        if class_file is not None:
+            raise click.UsageError("--classes names the classes of --annotations; give both")
+        return None
+    slides = BuildDir.at(build).read("slides")
+    return load_build_annotations(slides, annotations_dir, class_file)
+
+
+def _report(
+    build: Path,
+    config: ExtractConfig,
+    regions: pd.DataFrame,
+    patches: pd.DataFrame,
+    annotations: AnnotationSet | None,
+) -> None:
+    """Log what was written, draw the slide maps, and exit 1 on failures."""
     n = patches["index"].nunique() if len(patches) else 0
     log.info(
         "%d samples x %d scanners at %.5g um/px -> %s",
@@ -127,7 +145,7 @@ def command(
         table = pd.DataFrame(annotations.rows)
         summarize_and_exit(table, "annotations", ["slide_id", "feature"], exit_on_failure=False)
         log.info("labels (%s) -> %s", ", ".join(annotations.classes), build / "patches.zarr")
-    summarize_and_exit(regions_df, "regions", ["slide_id", "region_index"])
+    summarize_and_exit(regions, "regions", ["slide_id", "region_index"])
     summarize_and_exit(patches, "patches", ["sample_id", "scanner"])
     if annotations is not None and (table["status"] == "failed").any():
         sys.exit(1)  # features were left out: the build is done, but say so
@@ -135,7 +153,6 @@ def command(
 
 def _slide_maps(build: Path) -> None:
     """Where the regions landed on every scan, in BUILD/qc/slides/ (also in the report)."""
-    from scorpion_build.manifest import BuildDir
     from scorpion_build.report.slidemaps import write_slide_maps
     from scorpion_build.report.summary import load_manifests
 

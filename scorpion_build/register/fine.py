@@ -4,8 +4,8 @@ weighted least-squares affine with outlier blocks rejected (coarse-to-fine as in
 Each reference tissue block is read from the reference scan and, through the current
 affine, from the moving scan into the same block frame; the sub-pixel shift between the two
 (windowed cross-correlation of optical density, peak refined by a 2-D quadratic fit:
-:func:`scorpion_build.align.phase_shifts`) is a local correspondence. Affines map reference
-level-0 px -> moving level-0 px (docs/contracts.md §2).
+:func:`scorpion_build.correlation.phase_shifts`) is a local correspondence. Affines map
+reference level-0 px -> moving level-0 px (docs/contracts.md §2).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from scorpion_build import geometry as geo
-from scorpion_build.align import phase_shift
+from scorpion_build.correlation import phase_shift
 from scorpion_build.register.thumbs import View
 from scorpion_build.slide import Slide
 from scorpion_build.tissue import MIN_TISSUE_OD, od_grey

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from scorpion_build import geometry as geo
+from scorpion_build.correlation import ncc
 from scorpion_build.geometry import warp_to
 from scorpion_build.slide import Slide
 from scorpion_build.tissue import od_grey, tissue_mask, to_uint8
@@ -78,20 +79,6 @@ def view_from_rgb(rgb: np.ndarray, mpp: float, to_level0: geo.Affine) -> View:
 def plain_grey(rgb: np.ndarray) -> np.ndarray:
     """Luminance grey (tissue dark), as the paper's plain ORB baseline uses."""
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-
-
-def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Normalised cross-correlation of two equal-size images over ``mask`` (all if None)."""
-    if mask is not None:
-        a, b = a[mask], b[mask]
-    a = a.astype(np.float64).ravel()
-    b = b.astype(np.float64).ravel()
-    if a.size < 16:
-        return 0.0
-    a = a - a.mean()
-    b = b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
 def tissue_similarity(

@@ -141,7 +141,7 @@ def test_resume_skips_finished_samples_and_gives_identical_store(tmp_path, textu
     np.testing.assert_array_equal(store[:], reference)
     pd.testing.assert_frame_equal(first, second)
     # untouched markers were reused, not recomputed
-    assert json.loads(markers[0].read_text())[0]["sample_id"] == first["sample_id"].iloc[0]
+    assert json.loads(markers[0].read_text())["rows"][0]["sample_id"] == first["sample_id"].iloc[0]
 
 
 def test_rerun_registration_keeps_patches_unless_a_matrix_changes(tmp_path, texture):

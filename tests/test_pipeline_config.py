@@ -101,3 +101,15 @@ def test_extract_annotation_keys_and_their_files_in_the_fingerprint(tmp_path):
     before = fingerprint(config, "extract", "")
     (ann / "s2.geojson").write_text('{"type": "FeatureCollection", "features": []}')
     assert fingerprint(config, "extract", "") != before
+
+
+def test_a_new_analyze_weights_file_reruns_analyze(tmp_path):
+    from scorpion_build.pipeline.runner import fingerprint
+
+    weights = tmp_path / "resnet50.pth"
+    weights.write_bytes(b"v1")
+    text = "build: b\nanalyze:\n  features: resnet50\n  weights: resnet50.pth\n"
+    config = load_config(_write(tmp_path, text))
+    before = fingerprint(config, "analyze", "prev")
+    weights.write_bytes(b"v2 with other numbers")
+    assert fingerprint(config, "analyze", "prev") != before

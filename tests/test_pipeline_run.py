@@ -3,6 +3,7 @@ a kill, and the same build on a distributed LocalCluster giving byte-identical p
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,24 @@ def test_rerun_skips_unchanged_stages_and_changed_config_reruns_downstream(first
     yaml_path.write_text(yaml_path.read_text().replace("size: 96", "size: 128"))
     run_pipeline(load_config(yaml_path), echo=lambda *_: None)
     np.testing.assert_array_equal(before, _patches(build))
+
+
+def test_deleted_outputs_rerun_their_stage_and_what_follows(first_run):
+    tmp, yaml_path, _, _ = first_run
+    build = tmp / "local"
+    config = load_config(yaml_path)
+    run_pipeline(config, echo=lambda *_: None)  # everything current
+    shutil.rmtree(build / "release")
+    results = {r.stage: r for r in run_pipeline(config, echo=lambda *_: None)}
+    assert results["extract"].skipped and not results["export"].skipped
+    assert not results["analyze"].skipped
+    assert (build / "release").is_dir()
+    (build / "manifests" / "registrations.parquet").unlink()
+    results = {r.stage: r for r in run_pipeline(config, echo=lambda *_: None)}
+    assert results["scan"].skipped
+    assert not any(results[s].skipped for s in ("register", "extract", "export", "analyze"))
+    assert (build / "manifests" / "registrations.parquet").is_file()
+    assert all(r.skipped for r in run_pipeline(config, echo=lambda *_: None))
 
 
 def test_interrupted_run_resumes_to_identical_result(first_run, tmp_path):

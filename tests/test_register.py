@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,8 @@ from helpers import write_pyramid
 from scorpion_build import geometry as geo
 from scorpion_build.cli.register import command as register_command
 from scorpion_build.manifest import BuildDir
-from scorpion_build.register import RegisterConfig, pipeline, register_build
+from scorpion_build.register import RegisterConfig, Scan, pipeline, register_build, tasks
+from scorpion_build.register.pair import identity_row
 from scorpion_build.scan import scan
 from scorpion_build.synth import Scenario, SynthConfig, load_truth, synthesize
 
@@ -261,11 +263,24 @@ def test_rerun_skips_finished_pairs(built, monkeypatch) -> None:
         calls.append(kwargs.get("label"))
         raise AssertionError("a finished pair was recomputed")
 
-    monkeypatch.setattr(pipeline, "register_pair", fake)
+    monkeypatch.setattr(tasks, "register_pair", fake)
     again = register_build(build, config=CONFIG, workers=1, progress=False)
     # failed pairs are recorded as finished too: deterministic, recomputing cannot help
     assert not calls
     pd.testing.assert_frame_equal(again, table)
+
+
+def _count_pairs(monkeypatch) -> list[str]:
+    """The labels of the pairs registered from now on (in this process: workers=1)."""
+    calls: list[str] = []
+    real = tasks.register_pair
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("label"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "register_pair", counting)
+    return calls
 
 
 @needs_real
@@ -277,14 +292,7 @@ def test_interrupted_run_recomputes_only_the_missing_pair(built, tmp_path, monke
     ckpt = copy / ".state" / "register" / "robust" / "s2" / "Philips.json"
     assert ckpt.is_file()
     ckpt.unlink()
-    calls = []
-    real = pipeline.register_pair
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("label"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "register_pair", counting)
+    calls = _count_pairs(monkeypatch)
     again = register_build(copy, config=CONFIG, workers=1, progress=False)
     assert calls == ["s2 Philips->AT2"]
     pd.testing.assert_frame_equal(
@@ -292,9 +300,7 @@ def test_interrupted_run_recomputes_only_the_missing_pair(built, tmp_path, monke
     )
     # --force recomputes every registrable pair (the 7 non-reference scans)
     calls.clear()
-    monkeypatch.setattr(
-        pipeline, "register_pair", lambda *a, **k: calls.append(1) or pipeline.identity_row()
-    )
+    monkeypatch.setattr(tasks, "register_pair", lambda *a, **k: calls.append(1) or identity_row())
     forced = register_build(copy, config=CONFIG, workers=1, progress=False, force=True)
     assert len(calls) == 7
     assert (forced["scanner"] == "AT2").sum() == 2
@@ -305,19 +311,32 @@ def test_changed_input_invalidates_the_checkpoint(built, tmp_path) -> None:
     build, _ = built
     slides = pd.read_parquet(build / "manifests" / "slides.parquet")
 
-    def row(scanner: str) -> dict:
+    def scan_of(scanner: str) -> Scan:
         sel = slides[(slides.slide_id == SYNTH) & (slides.scanner == scanner)]
-        return pipeline._clean(sel.iloc[0].to_dict())
+        return Scan.from_row(sel.iloc[0].to_dict())
 
-    mov, ref = row("GT450"), row("AT2")
+    mov, ref = scan_of("GT450"), scan_of("AT2")
     bdir = BuildDir.at(build)
     saved = json.loads(
         (build / ".state" / "register" / "robust" / SYNTH / "GT450.json").read_text()
     )
-    assert pipeline._load_checkpoint(bdir, mov, ref, CONFIG) == saved
-    assert pipeline._load_checkpoint(bdir, {**mov, "file_size": 1}, ref, CONFIG) is None
-    assert pipeline._load_checkpoint(bdir, mov, {**ref, "mpp_x": 0.3}, CONFIG) is None
+    assert pipeline._load_checkpoint(bdir, mov, ref, CONFIG) == saved["row"]
+    assert pipeline._load_checkpoint(bdir, replace(mov, file_size=1), ref, CONFIG) is None
+    assert pipeline._load_checkpoint(bdir, mov, replace(ref, mpp_x=0.3), CONFIG) is None
     assert pipeline._load_checkpoint(bdir, mov, ref, RegisterConfig()) is None
+
+
+@needs_real
+def test_deleted_qc_overlay_recomputes_its_pair(built, tmp_path, monkeypatch) -> None:
+    build, table = built
+    copy = tmp_path / "build"
+    shutil.copytree(build, copy)
+    overlay = _row(table, SYNTH, "Philips")["qc_image"]
+    (copy / overlay).unlink()
+    calls = _count_pairs(monkeypatch)
+    register_build(copy, config=CONFIG, workers=1, progress=False)
+    assert calls == [f"{SYNTH} Philips->AT2"]
+    assert (copy / overlay).is_file()
 
 
 @needs_real

@@ -351,16 +351,16 @@ def test_pair_failed_for_a_missing_file_is_retried_after_rescan(build):
 
 
 def test_pair_that_crashed_is_retried_not_cached(build, monkeypatch):
-    import scorpion_build.register.pipeline as pipeline
+    import scorpion_build.register.tasks as tasks
 
-    real = pipeline.register_pair
+    real = tasks.register_pair
 
     def unreadable(*_args, **_kwargs):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(pipeline, "register_pair", unreadable)
+    monkeypatch.setattr(tasks, "register_pair", unreadable)
     assert "Input/output error" in _register_status(build)
-    monkeypatch.setattr(pipeline, "register_pair", real)
+    monkeypatch.setattr(tasks, "register_pair", real)
     assert not _register_status(build).startswith("failed")
 
 

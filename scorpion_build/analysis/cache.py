@@ -1,19 +1,20 @@
 """Cache of analysis arrays in ``BUILD/analysis/``, keyed by everything they depend on.
 
-Each entry is ``NAME.npy`` plus ``NAME.json`` holding the key; a mismatching key (new
-patches, other weights, other settings) means the entry is stale and is recomputed.
+Each entry is ``NAME.npy`` plus ``NAME.json``, its record under the build's one resume rule
+(:mod:`scorpion_build.resume`): a mismatching key (new patches, other weights, other
+settings) or a replaced array means the entry is stale and is recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scorpion_build.files import file_sha256, write_atomic, write_json_atomic
+from scorpion_build import resume
+from scorpion_build.files import file_sha256, write_atomic
 from scorpion_build.manifest import BuildDir
 
 
@@ -36,27 +37,26 @@ def patches_digest(build: BuildDir) -> str:
 
 
 def make_key(**parts: Any) -> str:
-    """A stable key from JSON-serialisable parts."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    """A stable key from JSON-serialisable parts (:func:`scorpion_build.resume.fingerprint`)."""
+    return resume.fingerprint(parts)
 
 
 def load(directory: Path, name: str, key: str) -> np.ndarray | None:
-    """The cached array, or None when absent or computed from other inputs."""
-    meta, data = directory / f"{name}.json", directory / f"{name}.npy"
-    if not (meta.is_file() and data.is_file()):
+    """The cached array, or None when absent, damaged, replaced or computed from other
+    inputs (the build's one resume rule, :func:`scorpion_build.resume.load`)."""
+    if resume.load(directory / f"{name}.json", key, root=directory) is None:
         return None
     try:
-        if json.loads(meta.read_text()).get("key") != key:
-            return None
-        return np.load(data, allow_pickle=False)
+        return np.load(directory / f"{name}.npy", allow_pickle=False)
     except (OSError, ValueError):
         return None  # a damaged entry is recomputed, never trusted
 
 
 def save(directory: Path, name: str, key: str, array: np.ndarray, **info: Any) -> Path:
-    """Write the array then its key, each atomically, so a key never points at stale data."""
+    """Write the array then its record, each atomically, so a record never points at stale
+    data."""
     path = write_atomic(directory / f"{name}.npy", lambda tmp: _save_npy(tmp, array))
-    write_json_atomic({"key": key, **info}, directory / f"{name}.json")
+    resume.save(directory / f"{name}.json", key, [path.name], root=directory, **info)
     return path
 
 

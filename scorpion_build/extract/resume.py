@@ -1,16 +1,15 @@
-"""What lets an interrupted or repeated extraction keep finished work.
+"""What lets an interrupted or repeated extraction keep finished work, by the build's one
+resume rule (:mod:`scorpion_build.resume`, ``docs/contracts.md`` section 3).
 
-A store is reused while the key of its inputs (:func:`inputs_key`) matches the one recorded
-in its state folder (``BUILD/.state/extract``, ``docs/contracts.md`` section 3); otherwise a
-new store grows beside it and replaces it only once complete (:func:`choose_target`).
-Within a store, a sample is skipped when its marker is readable and every patch it lists
-still matches its checksum (:func:`trusted_marker`).
+A store is reused while the fingerprint of its inputs (:func:`inputs_key`) matches the one
+recorded in its state folder (``BUILD/.state/extract``) and the store opens; otherwise a new
+store grows beside it and replaces it only once complete (:func:`choose_target`). Within a
+store, a sample is skipped when its marker was recorded for the same store and every patch
+it lists still matches its checksum (:func:`trusted_marker`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -18,10 +17,11 @@ from pathlib import Path
 
 import zarr
 
+from scorpion_build import resume
 from scorpion_build.extract.config import ExtractConfig
 from scorpion_build.extract.store import store_opens
 from scorpion_build.extract.tasks import SlideTask
-from scorpion_build.files import write_json_atomic
+from scorpion_build.files import file_sha256
 from scorpion_build.integrity import chunk_problem
 from scorpion_build.manifest import BuildDir, read_json, safe_name
 from scorpion_build.staging import swap_in
@@ -71,9 +71,10 @@ def choose_target(build: BuildDir, key: str, force: bool) -> Target:
     (unless ``force``); else a staging store, kept from an interrupted run with the same
     key (it resumes), started afresh otherwise."""
     final_state, staging = extract_states(build)
-    if not force and stored_key(final_state) == key and store_opens(build):
+    record = None if force else resume.load(final_state / STORE_RECORD, key)
+    if record is not None and store_opens(build):
         return Target(build.zarr, final_state, staged=False)
-    if force or stored_key(staging) != key:
+    if force or resume.load(staging / STORE_RECORD, key) is None:
         shutil.rmtree(staging, ignore_errors=True)
     return Target(staging / "patches.zarr", staging, staged=True)
 
@@ -90,38 +91,35 @@ def inputs_key(
     Bookkeeping columns (timings, QC paths) are left out, so re-running an unchanged
     registration keeps the finished patches. The status of every scan as this run sees it
     (a slide file changed since scan fails) is part of it too."""
-    h = hashlib.sha1(f"{STORE_VERSION}:{config.key()}".encode())
-    if labels_key:
-        h.update(labels_key.encode())
+    tables = []
     for name, columns in INPUT_COLUMNS.items():
         table = build.read(name)
         table = table[[c for c in columns if c in table.columns]]
         table = table.sort_values(["slide_id", "scanner"])
-        h.update(table.to_json(orient="values", double_precision=15).encode())
+        tables.append(table.to_json(orient="values", double_precision=15))
     seen = [(t.slide_id, s, t.scans[s].status) for t in tasks for s in sorted(t.scans)]
-    h.update(json.dumps(seen).encode())
-    if regions_from is not None:
-        h.update(Path(regions_from).read_bytes())
-    return h.hexdigest()[:16]
+    given = file_sha256(regions_from) if regions_from is not None else None
+    return resume.fingerprint(STORE_VERSION, config.key(), labels_key, tables, seen, given)
 
 
 def record_store(
     state: Path, key: str, config: ExtractConfig, regions_from: Path | None, labels: bool
 ) -> None:
-    """Note in ``state`` which inputs and settings its store is built from."""
-    meta = {
-        "key": key,
-        "config": asdict(config),
-        "regions_from": str(Path(regions_from).resolve()) if regions_from else None,
-        "labels": labels,
-    }
-    write_json_atomic(meta, state / STORE_RECORD)
+    """Note in ``state`` which inputs (fingerprint ``key``) and settings its store is built
+    from (:func:`scorpion_build.resume.save`; ``verify --repair`` reads the settings)."""
+    resume.save(
+        state / STORE_RECORD,
+        key,
+        config=asdict(config),
+        regions_from=str(Path(regions_from).resolve()) if regions_from else None,
+        labels=labels,
+    )
 
 
 def stored_key(state: Path) -> str | None:
     """The inputs key recorded in ``state`` (None when there is no readable record)."""
     meta = read_json(state / STORE_RECORD)
-    return meta.get("key") if isinstance(meta, dict) else None
+    return meta.get("fingerprint") if isinstance(meta, dict) else None
 
 
 def marker_path(state_dir: str | Path, sample_id: str) -> Path:
@@ -129,16 +127,27 @@ def marker_path(state_dir: str | Path, sample_id: str) -> Path:
     return Path(state_dir) / f"{safe_name(sample_id)}.json"
 
 
-def trusted_marker(marker: Path, arr: zarr.Array) -> list[dict] | None:
-    """A finished sample's rows, if its marker is readable and every patch it wrote is in
-    the store with its checksum; None means extract (again)."""
-    rows = read_json(marker)
+def mark_finished(marker: Path, store_key: str, rows: list[dict]) -> None:
+    """Record a finished sample's rows for the store whose inputs key is ``store_key``."""
+    resume.save(marker, store_key, rows=rows)
+
+
+def trusted_marker(marker: Path, store_key: str, arr: zarr.Array) -> list[dict] | None:
+    """A finished sample's rows, if its marker was recorded for this store (``store_key``)
+    and every patch it wrote is in the store with its checksum; None means extract (again)."""
+    record = resume.load(marker, store_key, check=lambda body: _intact(body.get("rows"), arr))
+    return record["rows"] if record is not None else None
+
+
+def _intact(rows: object, arr: zarr.Array) -> bool:
+    """Every written patch of ``rows`` is in ``arr`` with the checksum it was written with."""
     if not isinstance(rows, list):
-        return None
-    for row in rows:
-        if row.get("status") != "failed" and (
+        return False
+    return not any(
+        row.get("status") != "failed"
+        and (
             not row.get("checksum")
             or chunk_problem(arr, row["index"], row["scanner_index"], row["checksum"])
-        ):
-            return None
-    return rows
+        )
+        for row in rows
+    )

@@ -26,10 +26,9 @@ from scorpion_build.extract.refine import (
     power_of_two_at_most,
     refine_patch_offset,
 )
-from scorpion_build.extract.resume import marker_path, trusted_marker
+from scorpion_build.extract.resume import mark_finished, marker_path, trusted_marker
 from scorpion_build.extract.store import PATCHES_ARRAY
 from scorpion_build.extract.tasks import Sample, SampleTask, ScanInput, SlideTask
-from scorpion_build.files import write_json_atomic
 from scorpion_build.integrity import patch_checksum
 from scorpion_build.labels import LABELS_ARRAY, write_sample_labels
 from scorpion_build.mpp import upsample_note
@@ -89,7 +88,7 @@ def extract_sample(
         lambda: group[PATCHES_ARRAY].with_config({"write_empty_chunks": True}),
     )
     marker = marker_path(state_dir, sample.sample_id)
-    done = trusted_marker(marker, arr)
+    done = trusted_marker(marker, store_key, arr)
     if done is not None:  # finished by an earlier run, and its chunks check out
         return done
     slides = {
@@ -104,7 +103,7 @@ def extract_sample(
             lambda: group[LABELS_ARRAY].with_config({"write_empty_chunks": True}),
         )
         write_sample_labels(labels, rows, task.annotations, config.size)
-    write_json_atomic(rows, marker)
+    mark_finished(marker, store_key, rows)
     faults.reached("extract-marker")
     return rows
 

@@ -1,16 +1,15 @@
-"""Run the configured stages in order, skipping those whose inputs and config are unchanged.
+"""Run the configured stages in order, skipping those whose inputs and outputs are unchanged.
 
-Each finished stage records a fingerprint (its options, the previous stage's fingerprint,
-and for ``scan`` the slide table and slide files' sizes and times) in
-``BUILD/.state/stages/<stage>.json``. A stage whose fingerprint changed re-runs, and so does
-every stage after it. Stages resume their own finished work, so an interrupted run loses
-nothing that finished.
+Each finished stage records, in ``BUILD/.state/stages/<stage>.json``, the fingerprint of its
+inputs (its options, the files they name, for ``scan`` the slide files, the previous stage's
+fingerprint and outputs) and the identity of its own outputs. A stage re-runs when its
+fingerprint changed or an output of it was deleted or replaced (the one rule of
+:mod:`scorpion_build.resume`), and so does every stage after it. Stages resume their own
+finished work, so an interrupted run loses nothing that finished.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,15 +17,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from scorpion_build import logs
+from scorpion_build import logs, resume
 from scorpion_build.errors import error_line
 from scorpion_build.local_pool import warm_up
 from scorpion_build.lock import build_lock
-from scorpion_build.manifest import BuildDir, read_json, write_json_atomic
+from scorpion_build.manifest import BuildDir
 from scorpion_build.options import check_scheduler
 from scorpion_build.parallel import usable_cpus
 from scorpion_build.pipeline.config import STAGES, PipelineConfig
-from scorpion_build.pipeline.stages import STAGE_FUNCTIONS
+from scorpion_build.pipeline.stages import (
+    STAGE_FUNCTIONS,
+    STAGE_INPUTS,
+    stage_outputs,
+    synth_input,
+)
 
 # stage lines go to the log file; the terminal gets the echo lines
 log = logging.getLogger(f"{logs.FILE_ONLY}.pipeline")
@@ -59,39 +63,45 @@ class StageResult:
 
 
 def fingerprint(config: PipelineConfig, stage: str, previous: str) -> str:
-    h = hashlib.sha256(stage.encode())
-    h.update(previous.encode())
-    h.update(json.dumps(config.stage_options(stage), sort_keys=True, default=str).encode())
-    if stage == "scan" and config.scan.input:
-        source = config.path(config.scan.input)
-        h.update(_files_signature(source, tuple(config.scan.ignore)).encode())
-    if stage in ("register", "extract", "benchmark"):
-        for name in ("model", "predictions", "regions_from", "annotations", "classes"):
-            value = config.stage_options(stage).get(name)
-            path = config.path(value) if value else None
-            if path is not None and path.is_file():
-                h.update(_stat(path).encode())
-            elif path is not None and path.is_dir():  # an annotation folder: every file
-                h.update("".join(_stat(f) for f in sorted(path.iterdir())).encode())
-    if stage == "analyze" and config.benchmark is not None:
-        # the report shows the benchmark: a new or re-run benchmark re-runs analyze
-        report = config.build_dir / config.benchmark.out / "report.json"
-        h.update((_stat(report) if report.is_file() else "no benchmark").encode())
-    return h.hexdigest()[:20]
+    """The fingerprint of ``stage``'s inputs (:mod:`scorpion_build.resume`): its options,
+    the identity of the files they name (for ``scan`` also every slide file in the table),
+    the previous stage's fingerprint ``previous`` and the outputs it left in the build."""
+    options = config.stage_options(stage)
+    names = STAGE_INPUTS.get(stage, ())
+    files = [config.path(options[name]) for name in names if options.get(name)]
+    if stage == "scan":
+        files += _slide_table_files(config)
+    upstream = _upstream(config, stage)
+    outputs = stage_outputs(config, upstream) if upstream else []
+    return resume.fingerprint(
+        stage,
+        previous,
+        options,
+        [resume.file_identity(f) for f in files],
+        [f"{p}:{resume.output_identity(config.build_dir / p)}" for p in outputs],
+    )
 
 
-def _stat(path: Path) -> str:
-    st = path.stat()
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+def _upstream(config: PipelineConfig, stage: str) -> str | None:
+    """The configured stage before ``stage`` (whose outputs it reads), if any."""
+    stages = config.stages()
+    i = stages.index(stage) if stage in stages else 0
+    return stages[i - 1] if i > 0 else None
 
 
-def _files_signature(source: Path, ignore: tuple[str, ...] = ()) -> str:
+def _slide_table_files(config: PipelineConfig) -> list[Path]:
+    """The scan stage's slide table (a CSV) and every slide file it lists: a replaced
+    slide re-runs scan. A folder input is named by the slides found in it, not by every
+    file it holds."""
     from scorpion_build.scan import read_slide_table
 
-    parts = [_stat(source)] if source.is_file() else []
-    table = read_slide_table(source, ignore)
-    parts += [_stat(Path(p)) if Path(p).exists() else f"{p}:missing" for p in table["path"]]
-    return "\n".join(parts)
+    source = config.path(config.scan.input) if config.scan.input else None
+    if source is None and config.synth is not None:
+        source = synth_input(config) / "slides.csv"
+    if source is None or not source.exists():
+        return []
+    table = read_slide_table(source, tuple(config.scan.ignore))
+    return ([source] if source.is_file() else []) + [Path(p) for p in table["path"]]
 
 
 def _item_keys(result: pd.DataFrame) -> list[str]:
@@ -144,9 +154,12 @@ def run_pipeline(
     echo=print,  # noqa: ANN001 - click.echo in the CLI
 ) -> list[StageResult]:
     """Run the selected stages; returns one result per stage (errors are recorded, and the
-    stages after a crashed stage are not run)."""
+    stages after a crashed stage are not run).
+
+    A stage is skipped when its record in ``BUILD/.state/stages`` is still valid under the
+    build's one resume rule (:func:`scorpion_build.resume.load`): the same fingerprint
+    (:func:`fingerprint`) and every output it wrote still in place."""
     build = config.build_dir
-    state = build / ".state" / "stages"
     selected = select_stages(config, start, until)
     scheduler = scheduler or config.scheduler
     check_scheduler(scheduler)
@@ -161,61 +174,59 @@ def run_pipeline(
         echo(f"build {build}  (log: {log_file.path})")
         previous = ""
         for stage in config.stages():
-            fp = fingerprint(config, stage, previous)
-            previous = fp
+            # each fingerprint is taken once the stages before it ran: it sees their outputs
+            previous = fingerprint(config, stage, previous)
             if stage not in selected:
                 continue
-            record_file = state / f"{stage}.json"
-            record = read_json(record_file)
-            record = record if isinstance(record, dict) else {}  # damaged: run the stage
-            if not force and record.get("fingerprint") == fp:
-                results.append(StageResult(stage, True, 0.0, _recorded_counts(record)))
-                echo(results[-1].line())
-                log.info("stage %s unchanged, skipped", stage)
-                continue
-            echo(f"== {stage}")
-            log.info("stage %s starting (fingerprint %s)", stage, fp)
-            t0 = time.perf_counter()
-            try:
-                out = STAGE_FUNCTIONS[stage](config, scheduler, force)
-            except SystemExit:
-                raise
-            except Exception as exc:
-                log.exception("stage %s crashed", stage)
-                results.append(
-                    StageResult(
-                        stage,
-                        False,
-                        time.perf_counter() - t0,
-                        {},
-                        error_line(exc),
-                    )
-                )
-                echo(results[-1].line())
+            results.append(_stage(config, stage, previous, scheduler, force))
+            echo(results[-1].line())
+            if results[-1].error:
                 break
-            tables = _tables(out)
-            for label, table in tables.items():  # one log line per warned or failed row
-                logs.log_items(table, f"{stage} {label}", _item_keys(table))
-            res = StageResult(stage, False, time.perf_counter() - t0, _counts(tables))
-            results.append(res)
-            write_json_atomic(
-                {
-                    "fingerprint": fp,
-                    "counts": res.counts,
-                    "seconds": res.seconds,
-                    "finished": time.time(),
-                },
-                record_file,
-            )
-            # per item of the stage's last table (patches for extract)
-            items = sum(list(res.counts.values())[-1].values()) if res.counts else 0
-            log.info(
-                "stage %s done: %s; %.2f s per item",
-                stage,
-                res.line().split(None, 1)[1].strip(),
-                res.seconds / max(items, 1),
-            )
         echo("\nsummary")
         for res in results:
             echo("  " + res.line())
     return results
+
+
+def _stage(
+    config: PipelineConfig, stage: str, fp: str, scheduler: str | None, force: bool
+) -> StageResult:
+    """Run one stage, or skip it when its record is valid; record it when it finishes."""
+    build = config.build_dir
+    record_file = build / ".state" / "stages" / f"{stage}.json"
+    record = None if force else resume.load(record_file, fp, root=build)
+    if record is not None:
+        log.info("stage %s unchanged, skipped", stage)
+        return StageResult(stage, True, 0.0, _recorded_counts(record))
+    log.info("stage %s starting (fingerprint %s)", stage, fp)
+    t0 = time.perf_counter()
+    try:
+        out = STAGE_FUNCTIONS[stage](config, scheduler, force)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        log.exception("stage %s crashed", stage)
+        return StageResult(stage, False, time.perf_counter() - t0, {}, error_line(exc))
+    tables = _tables(out)
+    for label, table in tables.items():  # one log line per warned or failed row
+        logs.log_items(table, f"{stage} {label}", _item_keys(table))
+    res = StageResult(stage, False, time.perf_counter() - t0, _counts(tables))
+    outputs = stage_outputs(config, stage)
+    resume.save(
+        record_file,
+        fp,
+        outputs,
+        root=build,
+        counts=res.counts,
+        seconds=res.seconds,
+        finished=time.time(),
+    )
+    # per item of the stage's last table (patches for extract)
+    items = sum(list(res.counts.values())[-1].values()) if res.counts else 0
+    log.info(
+        "stage %s done: %s; %.2f s per item",
+        stage,
+        res.line().split(None, 1)[1].strip(),
+        res.seconds / max(items, 1),
+    )
+    return res

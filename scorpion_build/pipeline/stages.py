@@ -208,3 +208,34 @@ STAGE_FUNCTIONS: dict[str, StageFn] = {
     "benchmark": run_benchmark,
     "analyze": run_analyze,
 }
+
+
+# -- what each stage reads and writes, for run's resume rule (scorpion_build.resume) ----------
+# Options naming files a stage reads: their identity is part of its fingerprint.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "synth": ("texture",),
+    # scan: its slide table and the slides it lists (runner._slide_table_files)
+    "extract": ("regions_from", "annotations", "classes"),
+    "benchmark": ("model", "predictions", "labels"),
+    "analyze": ("weights",),
+}
+
+
+def stage_outputs(config: PipelineConfig, stage: str) -> list[Path]:
+    """What ``stage`` writes, relative to the build directory (``docs/contracts.md``
+    section 3): a stage whose outputs were deleted or replaced since it ran runs again."""
+    manifests = Path("manifests")
+    outputs = {
+        "synth": lambda: [Path(config.synth.out) / "slides.csv"],
+        "scan": lambda: [manifests / "slides.parquet"],
+        "register": lambda: [manifests / "registrations.parquet"],
+        "extract": lambda: [
+            manifests / "regions.parquet",
+            manifests / "patches.parquet",
+            Path("patches.zarr"),
+        ],
+        "export": lambda: [Path(config.export.dir)],
+        "benchmark": lambda: [Path(config.benchmark.out) / "report.json"],
+        "analyze": lambda: [Path("report") / "index.html"],
+    }
+    return outputs[stage]()

@@ -115,21 +115,52 @@ def register_pair(
     label: str = "",
 ) -> dict:
     """Register ``mov`` to ``ref``; return the QC row (matrix: reference level-0 px -> moving
-    level-0 px, docs/contracts.md §2) with status and message. Writes the overlay to ``qc_path``."""
+    level-0 px, docs/contracts.md §2) with status and message. Writes the overlay to ``qc_path``.
+
+    Steps: coarse views of both scans (the reference's may be given, it serves every scan
+    of the slide), keypoint affine (:func:`_keypoint_fit`), block refinement
+    (:func:`_refine`), QC numbers and overlay (:func:`_qc_row`).
+    """
     t0 = time.perf_counter()
     rv = ref_view if ref_view is not None else reference_view(ref, config)
     mv = read_view(mov, rv.mpp)
     if config.method == "orb-affine":
         mv.grey = plain_grey(mv.rgb)
+    failed, why = _blank_scan(rv, mv, ref, mov), "no tissue"
+    if failed is None:
+        best, failed = _keypoint_fit(rv, mv, config)
+        why = "no keypoint match"
+    if failed is not None:
+        _side_by_side(qc_path, rv, mv, f"{label} failed: {why}")
+        return _timed(failed, t0)
+    # view px -> level-0 px on both sides
+    coarse_matrix = geo.compose(mv.to_level0, best.affine, geo.invert(rv.to_level0))
+    matrix, refined, notes = _refine(ref, mov, coarse_matrix, rv, config)
+    row = _qc_row(ref, mov, rv, mv, matrix, best, refined, notes)
+    if qc_path is not None:
+        caption = (
+            f"{label} {row['status']} o={row['orientation']} inl={best.inliers} "
+            f"ncc={row['ncc']:.2f} res={row['residual_um']:.1f}um"
+        )
+        qc.write_overlay(qc_path, qc.overlay(rv, mv, matrix), caption.strip())
+    return _timed(row, t0)
+
+
+def _blank_scan(rv: View, mv: View, ref: Slide, mov: Slide) -> dict | None:
+    """A failed row when either scan shows no tissue (nothing to register), else None."""
     for view, what, slide in ((rv, "reference", ref), (mv, "moving", mov)):
         if view.tissue_mm2 < qc.MIN_TISSUE_MM2:
-            msg = (
+            return failed_row(
                 f"no tissue found in the {what} scan {slide.path} ({view.tissue_mm2:.3f} mm2): "
                 "a blank or empty scan; rescan it or drop it from the slide table"
             )
-            _side_by_side(qc_path, rv, mv, f"{label} failed: no tissue")
-            return _timed(failed_row(msg), t0)
+    return None
 
+
+def _keypoint_fit(
+    rv: View, mv: View, config: RegisterConfig
+) -> tuple[coarse.CoarseFit, dict | None]:
+    """The best keypoint affine between the views, and a failed row when none is plausible."""
     robust = config.method == "robust"
     best, candidates = coarse.register_views(
         rv,
@@ -137,56 +168,65 @@ def register_pair(
         search=config.search if robust else "never",
         method="magsac" if robust else "ransac",
     )
-    if best.affine is None or not best.plausible():
-        most = max(candidates, key=lambda c: c.inliers)
-        tried = "any of the 8 orientations" if len(candidates) > 1 else "the plain fit"
-        row = failed_row(
-            f"no plausible keypoint match ({most.inliers} inliers of {most.matches} matches "
-            f"in {tried}, need {coarse.MIN_INLIERS} at scale ~1): the scan may be of another "
-            "slide, blank or badly out of focus; check it and the slide table"
-        )
-        row.update(matches=most.matches, inliers=most.inliers, inlier_ratio=most.inlier_ratio)
-        _side_by_side(qc_path, rv, mv, f"{label} failed: no keypoint match")
-        return _timed(row, t0)
+    if best.affine is not None and best.plausible():
+        return best, None
+    most = max(candidates, key=lambda c: c.inliers)
+    tried = "any of the 8 orientations" if len(candidates) > 1 else "the plain fit"
+    row = failed_row(
+        f"no plausible keypoint match ({most.inliers} inliers of {most.matches} matches "
+        f"in {tried}, need {coarse.MIN_INLIERS} at scale ~1): the scan may be of another "
+        "slide, blank or badly out of focus; check it and the slide table"
+    )
+    row.update(matches=most.matches, inliers=most.inliers, inlier_ratio=most.inlier_ratio)
+    return best, row
 
-    # view px -> level-0 px on both sides
-    matrix = geo.compose(mv.to_level0, best.affine, geo.invert(rv.to_level0))
-    notes: list[str] = []
-    refined = fine.FineResult(matrix, 0, 0, np.zeros(0), "none")
-    if robust:
-        refined = fine.refine(
-            ref,
-            mov,
-            matrix,
-            rv,
-            config.fine_mpp,
-            config.block_px,
-            config.max_blocks,
-            config.passes,
-        )
-        moved_um = _max_shift_um(matrix, refined.affine, rv, float(np.mean(mov.mpp)))
-        if refined.model == "none":
-            notes.append(
-                "block refinement found no usable tissue blocks; the matrix is the thumbnail "
-                f"fit (accurate to ~{2 * rv.mpp:.0f} um)"
-            )
-        elif moved_um > MAX_REFINE_UM:
-            notes.append(
-                f"block refinement disagreed with the keypoint fit by {moved_um:.0f} um and "
-                "was discarded; inspect the QC overlay"
-            )
-            refined = fine.FineResult(matrix, refined.blocks, 0, np.zeros(0), "none")
-        else:
-            matrix = refined.affine
-        residuals = refined.residuals_um
-    else:
+
+def _refine(
+    ref: Slide, mov: Slide, matrix: geo.Affine, rv: View, config: RegisterConfig
+) -> tuple[geo.Affine, fine.FineResult, list[str]]:
+    """Block refinement of the keypoint ``matrix`` ("robust"), or only its local check
+    ("orb-affine"): the final matrix, the refinement (its residuals, um) and notes that
+    turn an ok status into warn."""
+    if config.method != "robust":
         residuals = fine.local_check(
             ref, mov, matrix, rv, config.fine_mpp, config.block_px, config.max_blocks
         )
+        return matrix, fine.FineResult(matrix, 0, 0, residuals, "none"), []
+    refined = fine.refine(
+        ref, mov, matrix, rv, config.fine_mpp, config.block_px, config.max_blocks, config.passes
+    )
+    moved_um = _max_shift_um(matrix, refined.affine, rv, float(np.mean(mov.mpp)))
+    if refined.model == "none":
+        note = (
+            "block refinement found no usable tissue blocks; the matrix is the thumbnail "
+            f"fit (accurate to ~{2 * rv.mpp:.0f} um)"
+        )
+        return matrix, refined, [note]
+    if moved_um > MAX_REFINE_UM:
+        note = (
+            f"block refinement disagreed with the keypoint fit by {moved_um:.0f} um and "
+            "was discarded; inspect the QC overlay"
+        )
+        kept = fine.FineResult(matrix, refined.blocks, 0, np.zeros(0), "none")
+        return matrix, kept, [note]
+    return refined.affine, refined, []
 
+
+def _qc_row(
+    ref: Slide,
+    mov: Slide,
+    rv: View,
+    mv: View,
+    matrix: geo.Affine,
+    best: coarse.CoarseFit,
+    refined: fine.FineResult,
+    notes: list[str],
+) -> dict:
+    """The registration row: matrix, keypoint and refinement counts, geometry, similarity,
+    residuals (um), status and message (:func:`scorpion_build.register.qc.judge`)."""
     g = qc.geometry_um(matrix, ref.mpp, mov.mpp)
     ncc, overlap = qc.similarity(rv, mv, matrix)
-    res = residuals
+    res = refined.residuals_um
     row = {
         "matrix": geo.to_six(matrix),
         "orientation": g.orientation,
@@ -209,13 +249,7 @@ def register_pair(
         status = "warn"
     row["status"] = status
     row["message"] = "; ".join([m for m in [message, *notes] if m])
-    if qc_path is not None:
-        caption = (
-            f"{label} {status} o={g.orientation} inl={best.inliers} ncc={ncc:.2f} "
-            f"res={row['residual_um']:.1f}um"
-        )
-        qc.write_overlay(qc_path, qc.overlay(rv, mv, matrix), caption.strip())
-    return _timed(row, t0)
+    return row
 
 
 def _side_by_side(qc_path: Path | None, rv: View, mv: View, caption: str) -> None:

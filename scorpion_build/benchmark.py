@@ -77,46 +77,82 @@ def run_benchmark(
     Parameters
     ----------
     data : a build directory, a ``patches.zarr`` store, or a release-layout folder.
-    out_dir : where report.json, pairs.csv, samples.csv, report.md, the figures and (with
-        ``model``) predictions.zarr are written.
-    model : a checkpoint from ``train`` or a TorchScript file. Exactly one of ``model`` and
-        ``predictions``.
+    out_dir : output folder (report.json, report.md, CSVs, figures, predictions.zarr).
+    model : a ``train`` checkpoint or a TorchScript file; exactly one of model, predictions.
     predictions : a Zarr ``(N, S, H, W)`` array or a release-layout folder of PNG label maps.
     labels : True for the data's own label maps (one per scanner: the ``labels`` array of
         ``extract --annotations``, or ``labels/<scanner>.png`` of its export), or a
         release-layout folder with ``label.png`` ground truth per sample; adds task Dice
         per scanner.
-    classes : class names; default from the checkpoint, the predictions' attrs, or
-        ``classes.DEFAULT_CLASSES``. Their number sets C in the Dice class mean.
+    classes : class names (default: the checkpoint's, the predictions' attrs, or
+        ``classes.DEFAULT_CLASSES``); their number is C in the Dice class mean.
     batch_size, device, amp : inference settings; AMP (float16 autocast) applies on CUDA.
     threshold : a sample whose worst pair has Dice below this counts as a failure.
     n_bootstrap, seed : bootstrap resamples over samples for 95% intervals, and their seed.
     n_worst : samples shown in the montage, least consistent first.
-    force : re-run inference even when a finished predictions.zarr for the same checkpoint
-        and data is in ``out_dir``.
+    force : re-run inference even over a finished predictions.zarr of the same model and data.
     """
     if (model is None) == (predictions is None):
         raise ValueError("pass exactly one of model (a checkpoint) or predictions")
+    source = open_patch_source(data)
+    truth = _ground_truth(labels, source)  # a bad labels folder fails before inference
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = open_patch_source(data)
     report: dict[str, Any] = {"tool": f"scorpion-build {__version__}", "data": source.describe()}
-
     if model is not None:
-        preds, classes, report["inference"] = _infer(
-            Path(model), source, out_dir, classes, batch_size, device, amp, force, progress
-        )
-        report["warnings"] = report["inference"].pop("warnings")
-        report["model"] = str(model)
-        name = Path(model).name
+        preds, classes = _model_predictions(
+            Path(model), source, out_dir, classes, report,
+            batch_size=batch_size, device=device, amp=amp, force=force, progress=progress,
+        )  # fmt: skip
     else:
-        preds = open_predictions(predictions, source)
-        classes = _prediction_classes(preds, classes)
-        report["predictions"] = {"path": str(predictions), "matched_by": preds.matched_by}
-        name = Path(predictions).name
-    classes = list(classes)
+        preds, classes = _given_predictions(predictions, source, classes, report)
+    summary = _summarise(
+        report, source, preds, classes, truth, threshold, n_bootstrap, seed, n_worst
+    )
+    name = Path(model if model is not None else predictions).name
+    files = write_outputs(report, summary, source, preds, out_dir, name, n_worst)
+    if model is not None:
+        files["predictions"] = out_dir / PREDICTIONS_NAME
+    return BenchmarkResult(report=report, summary=summary, files=files)
 
-    truth = _ground_truth(labels, source)
+
+def _model_predictions(
+    checkpoint: Path,
+    source: PatchSource,
+    out_dir: Path,
+    classes: Sequence[str] | None,
+    report: dict[str, Any],
+    **inference: Any,
+) -> tuple[Predictions, list[str]]:
+    """Run (or reuse) the model's predictions; records inference and warnings in ``report``."""
+    preds, classes, report["inference"] = _infer(checkpoint, source, out_dir, classes, **inference)
+    report["warnings"] = report["inference"].pop("warnings")
+    report["model"] = str(checkpoint)
+    return preds, list(classes)
+
+
+def _given_predictions(
+    path: str | Path, source: PatchSource, classes: Sequence[str] | None, report: dict[str, Any]
+) -> tuple[Predictions, list[str]]:
+    """Open precomputed predictions; records how they were matched to the data."""
+    preds = open_predictions(path, source)
+    report["predictions"] = {"path": str(path), "matched_by": preds.matched_by}
+    return preds, list(_prediction_classes(preds, classes))
+
+
+def _summarise(
+    report: dict[str, Any],
+    source: PatchSource,
+    preds: Predictions,
+    classes: list[str],
+    truth: Truth | None,
+    threshold: float,
+    n_bootstrap: int,
+    seed: int,
+    n_worst: int,
+) -> ConsistencySummary:
+    """Measure Dice and add the protocol's numbers, missing patches, worst samples and task
+    Dice to ``report`` (docs/contracts.md section 5)."""
     dice, valid, truth_dice = _measure(source, preds, len(classes), truth)
     summary = consistency_summary(
         dice, source.scanners, classes, threshold=threshold, n_bootstrap=n_bootstrap, seed=seed
@@ -134,11 +170,7 @@ def run_benchmark(
     if truth is not None:
         report["task_dice"] = task_summary(truth_dice, source.scanners, classes)
         report["labels"] = {"path": str(truth.path), "matched_by": truth.matched_by}
-
-    files = write_outputs(report, summary, source, preds, out_dir, name, n_worst)
-    if model is not None:
-        files["predictions"] = out_dir / PREDICTIONS_NAME
-    return BenchmarkResult(report=report, summary=summary, files=files)
+    return summary
 
 
 def _prediction_classes(preds: Predictions, classes: Sequence[str] | None) -> Sequence[str]:

@@ -141,24 +141,7 @@ def session(
             _active[-1].file.set_folder(folder)
         yield _active[-1].file
         return
-    root = logging.getLogger(LOGGER)
-    file = FolderLog(command)
-    handlers: list[logging.Handler] = [file]
-    if console:
-        screen = logging.StreamHandler(sys.stderr)
-        screen.setFormatter(ConsoleFormat())
-        screen.setLevel(console_level(verbosity))
-        screen.addFilter(lambda record: not record.name.startswith(FILE_ONLY))
-        handlers.append(screen)
-    warnings_log = logging.getLogger("py.warnings")
-    saved = (root.level, root.propagate)
-    root.setLevel(logging.DEBUG)
-    root.propagate = False  # the package's lines are printed here, not twice by the root
-    for handler in handlers:
-        root.addHandler(handler)
-    warnings_log.addHandler(file)
-    logging.captureWarnings(True)
-    _active.append(_Session(verbosity, file))
+    file, handlers, saved = _attach(command, verbosity, console)
     if folder is not None:
         file.set_folder(folder)
     started = time.perf_counter()
@@ -177,16 +160,47 @@ def session(
     finally:
         seconds = time.perf_counter() - started
         logging.getLogger(FILE_ONLY).info("%s finished after %.1f s", command, seconds)
-        _active.pop()
-        if file.path is not None:
-            _finished.append(file.path)
-        logging.captureWarnings(False)
-        warnings_log.removeHandler(file)
-        for handler in handlers:
-            root.removeHandler(handler)
-            handler.close()
-        root.setLevel(saved[0])
-        root.propagate = saved[1]
+        _detach(file, handlers, saved)
+
+
+def _attach(
+    command: str, verbosity: int, console: bool
+) -> tuple[FolderLog, list[logging.Handler], tuple[int, bool]]:
+    """Install the session's handlers and make it the active one; returns what
+    :func:`_detach` needs to undo it (the package logger's saved level and propagation)."""
+    root = logging.getLogger(LOGGER)
+    file = FolderLog(command)
+    handlers: list[logging.Handler] = [file]
+    if console:
+        screen = logging.StreamHandler(sys.stderr)
+        screen.setFormatter(ConsoleFormat())
+        screen.setLevel(console_level(verbosity))
+        screen.addFilter(lambda record: not record.name.startswith(FILE_ONLY))
+        handlers.append(screen)
+    saved = (root.level, root.propagate)
+    root.setLevel(logging.DEBUG)
+    root.propagate = False  # the package's lines are printed here, not twice by the root
+    for handler in handlers:
+        root.addHandler(handler)
+    logging.getLogger("py.warnings").addHandler(file)
+    logging.captureWarnings(True)
+    _active.append(_Session(verbosity, file))
+    return file, handlers, saved
+
+
+def _detach(file: FolderLog, handlers: list[logging.Handler], saved: tuple[int, bool]) -> None:
+    """Undo :func:`_attach`: the log's path joins the finished ones, handlers are closed."""
+    root = logging.getLogger(LOGGER)
+    _active.pop()
+    if file.path is not None:
+        _finished.append(file.path)
+    logging.captureWarnings(False)
+    logging.getLogger("py.warnings").removeHandler(file)
+    for handler in handlers:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(saved[0])
+    root.propagate = saved[1]
 
 
 def last_log(since: float) -> Path | None:

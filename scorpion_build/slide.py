@@ -182,8 +182,9 @@ class Slide:
         """Resample the slide through an affine into a ``(width, height)`` RGB patch.
 
         ``patch_to_slide`` maps output-patch pixel coordinates to level-0 coordinates. Reads
-        the coarsest level that is not coarser than the output, area-averages down to the
-        output resolution, then warps once; memory is bounded by the output footprint.
+        the coarsest level that is not coarser than the output, block-averages by the integer
+        part of the remaining scale and blurs for the rest (shift-invariant, docs/contracts.md
+        section 2), then warps once; memory is bounded by the output footprint.
         """
         return self.prepare(patch_to_slide, size_px).warp(patch_to_slide, size_px, interpolation)
 

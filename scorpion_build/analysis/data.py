@@ -114,6 +114,26 @@ def open_patches(build: BuildDir, patches: pd.DataFrame | None = None) -> PatchS
         The store is missing, has no ``patches`` array or lacks its group attributes.
     """
     path = build.zarr
+    group, array = _open_store(build)
+    attrs = dict(group.attrs)
+    scanners = [str(s) for s in attrs["scanners"]]
+    if patches is None and build.manifest("patches").is_file():
+        patches = build.read("patches")
+    valid, ids = _usable_patches(array, patches)
+    return PatchStore(
+        array=array,
+        scanners=scanners,
+        reference=str(attrs["reference"]),
+        sample_ids=ids,
+        valid=valid,
+        mpp=float(attrs.get("mpp", np.nan)),
+        path=path,
+        checked=checked_reader(array, patches, scanners, str(build.root)),
+    )
+
+def _open_store(build: BuildDir) -> tuple[zarr.Group, zarr.Array]:
+    """The store's group and its checked ``patches`` array; PatchStoreError names the fix."""
+    path = build.zarr
     if not path.exists():
         raise PatchStoreError(f"{path} not found; run `scorpion-build extract {build.root}` first")
     try:
@@ -138,32 +158,28 @@ def open_patches(build: BuildDir, patches: pd.DataFrame | None = None) -> PatchS
             f"{path}: attribute scanners {scanners} does not match axis 1 ({array.shape[1]}) "
             f"or lacks the reference {attrs['reference']!r}"
         )
+    return group, array
+
+
+def _usable_patches(
+    array: zarr.Array, patches: pd.DataFrame | None
+) -> tuple[np.ndarray, list[str]]:
+    """``(N, S)`` usable flags and the N sample ids, from the manifest when there is one."""
     n, s = array.shape[:2]
-    if patches is None and build.manifest("patches").is_file():
-        patches = build.read("patches")
-    if patches is not None and len(patches):
-        valid = np.zeros((n, s), bool)
-        ids = [f"#{i}" for i in range(n)]
-        ok = patches[patches["status"] != "failed"]
-        idx, sidx = ok["index"].to_numpy(int), ok["scanner_index"].to_numpy(int)
-        inside = (idx < n) & (sidx < s)
-        valid[idx[inside], sidx[inside]] = True
-        for i, sid in zip(patches["index"], patches["sample_id"], strict=True):
-            if 0 <= int(i) < n:
-                ids[int(i)] = str(sid)
-    else:
+    ids = [f"#{i}" for i in range(n)]
+    if patches is None or not len(patches):
         # no manifest: an all-zero patch is the fill value, i.e. never written
         valid = np.array(
             [[bool(np.asarray(array[i, j]).any()) for j in range(s)] for i in range(n)]
         )
-        ids = [f"#{i}" for i in range(n)]
-    return PatchStore(
-        array=array,
-        scanners=scanners,
-        reference=str(attrs["reference"]),
-        sample_ids=ids,
-        valid=valid,
-        mpp=float(attrs.get("mpp", np.nan)),
-        path=path,
-        checked=checked_reader(array, patches, scanners, str(build.root)),
-    )
+        return valid, ids
+    valid = np.zeros((n, s), bool)
+    ok = patches[patches["status"] != "failed"]
+    idx, sidx = ok["index"].to_numpy(int), ok["scanner_index"].to_numpy(int)
+    inside = (idx < n) & (sidx < s)
+    valid[idx[inside], sidx[inside]] = True
+    for i, sid in zip(patches["index"], patches["sample_id"], strict=True):
+        if 0 <= int(i) < n:
+            ids[int(i)] = str(sid)
+    return valid, ids
+

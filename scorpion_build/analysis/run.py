@@ -99,23 +99,72 @@ def analyze_build(
     if features not in feat.FEATURE_CHOICES:
         raise ValueError(f"features must be one of {feat.FEATURE_CHOICES}, got {features!r}")
     say = log or logging.getLogger(__name__).info
-    bd = BuildDir.at(build)
-    if not bd.root.is_dir():
-        raise FileNotFoundError(f"{bd.root} is not a build directory; run `scorpion-build scan`")
-    # check what the user named before spending minutes on the analysis
-    bench = Path(benchmark_dir) if benchmark_dir else bd.root / "benchmark"
-    if benchmark_dir and not (bench / "report.json").is_file():
-        raise FileNotFoundError(
-            f"{bench}/report.json not found; pass --benchmark the folder given to "
-            "`scorpion-build benchmark --out`"
-        )
+    bd, bench = _checked_inputs(build, benchmark_dir)
     if features != "none" and weights is not None:
         feat.load_state_dict(Path(weights))
     figures = bd.report / "figures"
     shutil.rmtree(figures, ignore_errors=True)  # no stale pictures from an earlier run
     figures.mkdir(parents=True)
     tables = summary.load_manifests(bd)
-    context: dict[str, Any] = {
+    context = _build_context(bd, tables, say)
+    store, patch_sections = _patch_sections(bd, tables["patches"], figures, force, say)
+    context.update(patch_sections)
+    if features == "none":
+        context["features"] = {"skipped": True}
+    elif store is not None:
+        context["features"] = _feature_level(
+            bd, store, figures, weights, device, input_px, force, say
+        )
+    context["benchmark"] = summary.load_benchmark(bench, figures / "benchmark")
+    return _render(context, bd.report / "index.html")
+
+
+def _render(context: dict[str, Any], page: Path) -> Path:
+    """Write the HTML page and warn about any picture it names that cannot be shown."""
+    page = render_report(context, page)
+    for problem in check_pictures(page):
+        logging.getLogger(__name__).warning("report picture %s", problem)
+    return page
+
+
+def _patch_sections(
+    bd: BuildDir, patches: pd.DataFrame | None, figures: Path, force: bool, say: Log
+) -> tuple[PatchStore | None, dict[str, Any]]:
+    """The store (None when it cannot be opened) and the report sections drawn from it."""
+    sections: dict[str, Any] = {}
+    store = None
+    try:
+        store = open_patches(bd, patches)
+    except PatchStoreError as exc:
+        sections["store_error"] = str(exc)
+    sections["alignment"] = _alignment(patches, store, figures)
+    if store is not None:
+        say(f"channel statistics of {int(store.valid.sum())} patches")
+        sections["input"] = _input_level(bd, store, figures, force)
+        sections["montage"] = _montage(store, figures)
+        sections["labels"] = label_section(store, figures)
+    return store, sections
+
+
+def _checked_inputs(
+    build: str | Path, benchmark_dir: str | Path | None
+) -> tuple[BuildDir, Path]:
+    """The build and the benchmark folder, checked before minutes go into the analysis."""
+    bd = BuildDir.at(build)
+    if not bd.root.is_dir():
+        raise FileNotFoundError(f"{bd.root} is not a build directory; run `scorpion-build scan`")
+    bench = Path(benchmark_dir) if benchmark_dir else bd.root / "benchmark"
+    if benchmark_dir and not (bench / "report.json").is_file():
+        raise FileNotFoundError(
+            f"{bench}/report.json not found; pass --benchmark the folder given to "
+            "`scorpion-build benchmark --out`"
+        )
+    return bd, bench
+
+
+def _build_context(bd: BuildDir, tables: dict, say: Log) -> dict[str, Any]:
+    """The report's manifest-level sections; the patch-level ones start as None."""
+    return {
         "title": f"scorpion-build report: {bd.root.resolve().name}",
         "build_path": str(bd.root.resolve()),
         "version": scorpion_build.__version__,
@@ -142,28 +191,6 @@ def analyze_build(
         "labels": None,
         "benchmark": None,
     }
-    store = None
-    try:
-        store = open_patches(bd, tables["patches"])
-    except PatchStoreError as exc:
-        context["store_error"] = str(exc)
-    context["alignment"] = _alignment(tables["patches"], store, figures)
-    if store is not None:
-        say(f"channel statistics of {int(store.valid.sum())} patches")
-        context["input"] = _input_level(bd, store, figures, force)
-        context["montage"] = _montage(store, figures)
-        context["labels"] = label_section(store, figures)
-        if features != "none":
-            context["features"] = _feature_level(
-                bd, store, figures, weights, device, input_px, force, say
-            )
-    if features == "none":
-        context["features"] = {"skipped": True}
-    context["benchmark"] = summary.load_benchmark(bench, figures / "benchmark")
-    page = render_report(context, bd.report / "index.html")
-    for problem in check_pictures(page):
-        logging.getLogger(__name__).warning("report picture %s", problem)
-    return page
 
 
 def _slide_maps(bd: BuildDir, tables: dict, say: Log) -> list[dict[str, Any]]:
@@ -307,21 +334,12 @@ def _feature_level(
     title = "ResNet50 features, " + (
         f"weights {weights.name}" if trained else "UNTRAINED network (random init)"
     )
-    figure = None
-    if np.isfinite(emb).any():
-        paired = paired_deviations(emb, store.ref_index)
-        figure = _rel(
-            plot_embedding(
-                emb, paired, store.scanners, store.reference, figures / "umap.png", title
-            ),
-            figures.parent,
-        )
     return {
         "skipped": False,
         "trained": trained,
         "weights": weights.name if trained else None,
         "note": None if trained else UNTRAINED_NOTE,
-        "figure": figure,
+        "figure": _umap_figure(emb, store, figures, title),
         "cached": features_cached and emb_cached,
         "input_px": input_px,
         "distance": summary_table(distance[..., None], store.scanners, ["cosine"]).to_dict(
@@ -329,6 +347,15 @@ def _feature_level(
         ),
         "reference": store.reference,
     }
+
+
+def _umap_figure(emb: np.ndarray, store: PatchStore, figures: Path, title: str) -> str | None:
+    """The UMAP plot's path relative to the report, or None when no patch was embedded."""
+    if not np.isfinite(emb).any():
+        return None
+    paired = paired_deviations(emb, store.ref_index)
+    plot = plot_embedding(emb, paired, store.scanners, store.reference, figures / "umap.png", title)
+    return _rel(plot, figures.parent)
 
 
 def _montage(store: PatchStore, figures: Path) -> dict[str, Any] | None:

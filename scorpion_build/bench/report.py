@@ -137,32 +137,35 @@ def markdown_report(report: dict[str, Any], model_name: str) -> str:
             ],
         ),
     ]
-    task = report.get("task_dice")
-    if task:
-        per_scanner = task["per_scanner"]
-        lines += [
-            "",
-            "## Task Dice against ground truth",
-            "",
-            _table(
-                ["Scanner", "Dice", "n", *report["classes"]],
-                [
-                    [
-                        s,
-                        fmt_number(v["dice"]),
-                        str(v["n"]),
-                        *[fmt_number(v["per_class"][c]) for c in report["classes"]],
-                    ]
-                    for s, v in per_scanner.items()
-                ],
-            ),
-        ]
+    lines += _task_lines(report)
     if report.get("missing"):
         lines += [
             "",
             f"{len(report['missing'])} (sample, scanner) patches missing; see report.json.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _task_lines(report: dict[str, Any]) -> list[str]:
+    """The task Dice section (with ``--labels``), or nothing."""
+    task = report.get("task_dice")
+    if not task:
+        return []
+    rows = [
+        [
+            s,
+            fmt_number(v["dice"]),
+            str(v["n"]),
+            *[fmt_number(v["per_class"][c]) for c in report["classes"]],
+        ]
+        for s, v in task["per_scanner"].items()
+    ]
+    return [
+        "",
+        "## Task Dice against ground truth",
+        "",
+        _table(["Scanner", "Dice", "n", *report["classes"]], rows),
+    ]
 
 
 def fmt_interval(ci: Sequence[float | None], digits: int = 3) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -131,7 +132,6 @@ def command(
     and class; reports the average and minimum over pairs (the SCORPION paper's numbers),
     per-class tables, the failure rate and bootstrap intervals.
     """
-    from scorpion_build.bench.report import fmt_interval, fmt_number
     from scorpion_build.benchmark import run_benchmark
     from scorpion_build.lock import build_lock
 
@@ -157,7 +157,14 @@ def command(
             force=force,
             progress=logs.show_progress(),
         )
-    report = result.report
+    _print_summary(result.report, threshold)
+    click.echo(f"report: {result.files['report']}")
+
+
+def _print_summary(report: dict[str, Any], threshold: float) -> None:
+    """Warnings to the log; the pairs, average, minimum, failure rate and task Dice to stdout."""
+    from scorpion_build.bench.report import fmt_interval, fmt_number
+
     for warning in report.get("warnings", []):
         log.warning("%s", warning)
     click.echo(
@@ -183,4 +190,3 @@ def command(
         click.echo(f"task Dice vs labels: average {fmt_number(task['average'])} ({per})")
     if report["missing"]:
         click.echo(f"{len(report['missing'])} (sample, scanner) patches missing: see report.json")
-    click.echo(f"report: {result.files['report']}")

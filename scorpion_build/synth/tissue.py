@@ -109,18 +109,7 @@ def generate_specimen(
     if edge_margin_um is None:
         edge_margin_um = 0.08 * min(width_um, height_um)
 
-    tissue = _fbm((ch, cw), coarse_um, rng, [(420.0, 1.0), (160.0, 0.5), (60.0, 0.2)])
-    if edge_margin_um > 0:
-        # an elliptical envelope makes one main section with a few satellite islands
-        yy, xx = _coarse_centres_um(ch, cw, coarse_um)
-        r2 = ((xx - width_um / 2) / (0.5 * width_um)) ** 2 + (
-            (yy - height_um / 2) / (0.5 * height_um)
-        ) ** 2
-        tissue += 3.0 * (1.0 - r2)
-        edge = np.minimum.reduce([xx, width_um - xx, yy, height_um - yy])
-        # fade out over a second margin so the tissue border stays round, not cut straight
-        tissue -= 8.0 * np.clip(2.0 - edge / edge_margin_um, 0.0, 1.0) ** 2
-        tissue[edge < edge_margin_um] = -1e3
+    tissue = _tissue_field((ch, cw), coarse_um, rng, width_um, height_um, edge_margin_um)
     inside = tissue > -1e2
     keep = np.clip(tissue_fraction * inside.size / inside.sum(), 0.0, 1.0)
     t_thr = float(np.quantile(tissue[inside], 1.0 - keep))
@@ -144,9 +133,47 @@ def generate_specimen(
     alpha = cv2.GaussianBlur((labels > 0).astype(np.uint8) * 255, (0, 0), 0.8 / mpp)
     nuclei = cv2.GaussianBlur(nuclei, (0, 0), 0.35 / mpp)
     fibres = cv2.GaussianBlur(fibres, (0, 0), 0.4 / mpp)
+    stains = _stain_raster(labels, alpha, nuclei, fibres, mottle, f, int(rng.integers(2**62)))
+    return Specimen(stains, labels, float(mpp))
 
+
+def _tissue_field(
+    shape: tuple[int, int],
+    coarse_um: float,
+    rng: np.random.Generator,
+    width_um: float,
+    height_um: float,
+    edge_margin_um: float,
+) -> np.ndarray:
+    """Coarse tissue field: tissue where it is high; -1e3 on the glass margin (um)."""
+    tissue = _fbm(shape, coarse_um, rng, [(420.0, 1.0), (160.0, 0.5), (60.0, 0.2)])
+    if edge_margin_um > 0:
+        # an elliptical envelope makes one main section with a few satellite islands
+        yy, xx = _coarse_centres_um(*shape, coarse_um)
+        r2 = ((xx - width_um / 2) / (0.5 * width_um)) ** 2 + (
+            (yy - height_um / 2) / (0.5 * height_um)
+        ) ** 2
+        tissue += 3.0 * (1.0 - r2)
+        edge = np.minimum.reduce([xx, width_um - xx, yy, height_um - yy])
+        # fade out over a second margin so the tissue border stays round, not cut straight
+        tissue -= 8.0 * np.clip(2.0 - edge / edge_margin_um, 0.0, 1.0) ** 2
+        tissue[edge < edge_margin_um] = -1e3
+    return tissue
+
+
+def _stain_raster(
+    labels: np.ndarray,
+    alpha: np.ndarray,
+    nuclei: np.ndarray,
+    fibres: np.ndarray,
+    mottle: np.ndarray,
+    f: int,
+    block_seed: int,
+) -> np.ndarray:
+    """Stain codes ``(H, W, 2)`` composed block by block; each block's grain has its own
+    seed ``[block_seed, block]``, so any block can be redrawn alone."""
+    h, w = labels.shape
     stains = np.empty((h, w, 2), np.uint8)
-    block_seed = int(rng.integers(2**62))
     for b, i0 in enumerate(range(0, h, _BLOCK_ROWS)):
         i1 = min(i0 + _BLOCK_ROWS, h)
         grain = np.random.default_rng([block_seed, b]).random((i1 - i0, w), np.float32)
@@ -158,7 +185,7 @@ def generate_specimen(
             _upsample_rows(mottle, f, i0, i1, w),
             grain,
         )
-    return Specimen(stains, labels, float(mpp))
+    return stains
 
 
 def _compose(labels, alpha, nuclei, fibres, mottle, grain) -> np.ndarray:

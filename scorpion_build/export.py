@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,8 @@ from scorpion_build.integrity import checked_reader, open_patch_array
 from scorpion_build.labels import LABELS_ARRAY, UNANNOTATED
 from scorpion_build.lock import build_lock
 from scorpion_build.manifest import BuildDir, ensure_inside, safe_name
-from scorpion_build.options import OptionError, check_choice, check_number
+from scorpion_build.options import OptionError
+from scorpion_build.settings import check_settings, setting
 from scorpion_build.staging import swap_in
 
 FORMATS = ("jpg", "png")
@@ -35,10 +37,21 @@ FORMATS = ("jpg", "png")
 RELEASE_ATTRS = ("scanners", "reference", "mpp", "region_um", "size")
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """How the release's images are written (``scorpion-build export``, a pipeline's
+    ``export`` section)."""
+
+    format: str = setting("jpg", "Image format of the patches.", choices=FORMATS)
+    quality: int = setting(95, "JPEG quality, 1-100.", minimum=1, maximum=100)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
 def check_export_options(fmt: str, quality: int) -> None:
     """Raise ``OptionError`` for an unknown format or a JPEG quality outside 1-100."""
-    check_choice("format", fmt, FORMATS)
-    check_number("quality", quality, minimum=1, maximum=100, integer=True)
+    ExportOptions(format=fmt, quality=quality)
 
 
 def check_destination(out: Path) -> None:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+DEVICES = ("auto", "cpu", "cuda")  # torch devices a command accepts; auto: CUDA when present
+
 
 class OptionError(ValueError):
     """One option value is out of range, of the wrong type, or not one of the choices.
@@ -31,11 +33,12 @@ def check_number(
     minimum: float | None = None,
     maximum: float | None = None,
     above: float | None = None,
+    below: float | None = None,
     integer: bool = False,
 ) -> None:
     """Raise :class:`OptionError` unless ``value`` is a finite number in range.
 
-    ``minimum``/``maximum`` are inclusive bounds, ``above`` an exclusive lower bound.
+    ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive ones.
     """
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
@@ -48,6 +51,8 @@ def check_number(
         raise OptionError(option, value, f"must be > {above:g}")
     if maximum is not None and value > maximum:
         raise OptionError(option, value, f"must be <= {maximum:g}")
+    if below is not None and value >= below:
+        raise OptionError(option, value, f"must be < {below:g}")
 
 
 def check_choice(option: str, value: Any, choices: Iterable[str]) -> None:

@@ -7,23 +7,15 @@ from pathlib import Path
 import click
 
 from scorpion_build.cli.common import GuardedCommand, device_option, force_option, log_options
+from scorpion_build.pipeline.config import AnalyzeStage
+from scorpion_build.settings import click_option
 
 
 @click.command("analyze", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--features",
-    type=click.Choice(["resnet50", "none"]),
-    default="resnet50",
-    show_default=True,
-    help="Feature-level analysis (ResNet50 + UMAP), or none to skip it.",
-)
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Local ResNet50 ImageNet weights (state dict, .pth or .safetensors). Without it the "
-    "features come from an untrained network and the report says so.",
+@click_option(AnalyzeStage, "features")
+@click_option(
+    AnalyzeStage, "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
     "--benchmark",

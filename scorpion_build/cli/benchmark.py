@@ -71,9 +71,17 @@ def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> Pa
 @click.option(
     "--classes",
     callback=_classes,
-    help="Comma-separated class names (default: from the checkpoint or predictions).",
+    help="Comma-separated class names; their number is C in the class mean (default: from "
+    "the checkpoint or the predictions' `classes` attr, else "
+    "background,cancer_area,cancer_stroma).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Inference batch.",
+)
 @device_option
 @click.option("--amp/--no-amp", default=True, show_default=True, help="float16 autocast on CUDA.")
 @click.option(

@@ -14,7 +14,7 @@ import pandas as pd
 
 from scorpion_build import logs
 from scorpion_build.errors import error_line
-from scorpion_build.options import OptionError
+from scorpion_build.options import DEVICES, OptionError
 from scorpion_build.report.summary import group_messages
 
 log = logging.getLogger("scorpion_build.cli")
@@ -45,7 +45,7 @@ force_option = click.option("--force", is_flag=True, help="Recompute finished wo
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 device_option = click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(DEVICES),
     default="auto",
     show_default=True,
     help="Torch device.",

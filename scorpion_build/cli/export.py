@@ -7,16 +7,15 @@ from pathlib import Path
 import click
 
 from scorpion_build.cli.common import GuardedCommand, log_options
-from scorpion_build.export import export_release
+from scorpion_build.export import ExportOptions, export_release
+from scorpion_build.settings import click_option
 
 
 @click.command("export", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True
-)
-@click.option("--quality", default=95, show_default=True, help="JPEG quality, 1-100.")
+@click_option(ExportOptions, "format", "fmt")
+@click_option(ExportOptions, "quality")
 @log_options("build")
 def command(build: Path, out_dir: Path, fmt: str, quality: int) -> None:
     """Write BUILD's patches in the SCORPION release layout under OUT_DIR, with index.csv

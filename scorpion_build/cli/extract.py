@@ -17,56 +17,37 @@ from scorpion_build.cli.common import (
     parallel_options,
     summarize_and_exit,
 )
-from scorpion_build.extract import MIN_TISSUE_FRACTION, ExtractConfig, extract_build
+from scorpion_build.extract import ExtractConfig, extract_build
+from scorpion_build.extract.config import ExtractInputs
 from scorpion_build.manifest import BuildDir
+from scorpion_build.settings import click_option
 
 
 @click.command("extract", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--regions", default=10, show_default=True, help="Regions per slide.")
-@click.option("--region-um", default=800.0, show_default=True, help="Region side in um.")
-@click.option("--size", default=1024, show_default=True, help="Patch side in px.")
-@click.option("--seed", default=0, show_default=True, help="Sampling seed.")
-@click.option(
-    "--min-tissue",
-    default=MIN_TISSUE_FRACTION,
-    show_default=True,
-    help="Minimum tissue fraction of a region (common to all scans).",
+@click_option(ExtractConfig, "regions")
+@click_option(ExtractConfig, "region_um")
+@click_option(ExtractConfig, "size")
+@click_option(ExtractConfig, "seed")
+@click_option(ExtractConfig, "min_tissue")
+@click_option(
+    ExtractInputs, "regions_from", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--regions-from",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV slide_id,x_um,y_um[,region_um]: use these regions (reference um).",
-)
-@click.option(
-    "--annotations",
+@click_option(
+    ExtractInputs,
+    "annotations",
     "annotations_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of {slide_id}.geojson (QuPath export, reference level-0 px): adds a "
-    "`labels` array, one label map per sample and scanner.",
 )
-@click.option(
-    "--classes",
+@click_option(
+    ExtractInputs,
+    "classes",
     "class_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSON list of class names fixing their order (index 0 = background); default: "
-    "background, then the annotated names sorted.",
 )
-@click.option(
-    "--roi-class",
-    "roi_classes",
-    multiple=True,
-    help="Sample regions only inside annotations of this class (repeatable).",
-)
-@click.option("--no-refine", is_flag=True, help="Skip the per-patch local refinement.")
-@click.option(
-    "--compression",
-    type=click.Choice(["zstd", "jpeg", "none"]),
-    default="zstd",
-    show_default=True,
-    help="Zarr chunk compression: lossless Blosc/Zstd, JPEG q95 (lossy, ~10x smaller; "
-    "readers need `import scorpion_build`), or none.",
-)
+@click_option(ExtractInputs, "roi_class", "roi_classes")
+@click_option(ExtractConfig, "refine")
+@click_option(ExtractConfig, "compression")
 @parallel_options
 @force_option
 @log_options("build")

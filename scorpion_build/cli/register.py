@@ -14,7 +14,8 @@ from scorpion_build.cli.common import (
     parallel_options,
     summarize_and_exit,
 )
-from scorpion_build.register import METHODS, RegisterConfig, register_build
+from scorpion_build.register import RegisterConfig, register_build
+from scorpion_build.settings import click_option
 
 
 @click.command("register", cls=GuardedCommand)
@@ -24,34 +25,10 @@ from scorpion_build.register import METHODS, RegisterConfig, register_build
     default=None,
     help="Reference scanner (default: the one `scan --reference` chose).",
 )
-@click.option(
-    "--method",
-    type=click.Choice(METHODS),
-    default="robust",
-    show_default=True,
-    help="robust: optical-density ORB, orientation search, block refinement; "
-    "orb-affine: the paper's plain ORB + RANSAC affine on a thumbnail (for comparison).",
-)
-@click.option(
-    "--coarse-mpp",
-    type=float,
-    default=None,
-    help="Keypoint resolution in um/px (default: 2-16 um/px from the slide size).",
-)
-@click.option(
-    "--fine-mpp",
-    type=float,
-    default=2.0,
-    show_default=True,
-    help="Block refinement resolution in um/px.",
-)
-@click.option(
-    "--max-blocks",
-    type=int,
-    default=RegisterConfig.max_blocks,
-    show_default=True,
-    help="Tissue blocks measured by the refinement (more: slower, steadier).",
-)
+@click_option(RegisterConfig, "method")
+@click_option(RegisterConfig, "coarse_mpp")
+@click_option(RegisterConfig, "fine_mpp")
+@click_option(RegisterConfig, "max_blocks")
 @parallel_options
 @force_option
 @log_options("build")

@@ -13,6 +13,8 @@ from scorpion_build.cli.common import (
     reference_option,
     seed_option,
 )
+from scorpion_build.pipeline.config import SynthStage
+from scorpion_build.settings import click_option
 
 
 def _scanner_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -35,17 +37,11 @@ def _mpp_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str,
 
 @click.command("synth", cls=GuardedCommand)
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--slides", "n_slides", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option(
-    "--scanners",
-    default="AT2,GT450,DP200,P1000,Philips",
-    show_default=True,
-    callback=_scanner_list,
-    help="Comma-separated scanner names.",
-)
+@click_option(SynthStage, "slides", "n_slides")
+@click_option(SynthStage, "scanners", callback=_scanner_list)
 @reference_option
-@click.option("--width-um", type=float, default=1600.0, show_default=True)
-@click.option("--height-um", type=float, default=1200.0, show_default=True)
+@click_option(SynthStage, "width_um")
+@click_option(SynthStage, "height_um")
 @seed_option
 @click.option(
     "--mpp",
@@ -55,22 +51,11 @@ def _mpp_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str,
     metavar="SCANNER=MPP",
     help="Level-0 um/px of a scanner (repeatable); defaults to its real resolution.",
 )
-@click.option(
-    "--texture",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Real image or slide whose H&E texture replaces the procedural tissue.",
+@click_option(
+    SynthStage, "texture", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--texture-mpp", type=float, default=None, help="um/px of --texture if unstated.")
-@click.option(
-    "--scenario",
-    "scenarios",
-    multiple=True,
-    metavar="NAME[:SCANNER[:SLIDE]]",
-    help="rot90, rot180, mirror, strong-stain, partial, blank or unrelated, for one or all "
-    "non-reference scanners of one (0-based) or all slides, e.g. mirror:GT450, "
-    "blank:P1000:1, rot90::0 (every non-reference scanner of slide 0). Repeatable.",
-)
+@click_option(SynthStage, "scenario", "scenarios")
 @click.option("--distortion-um", type=float, default=3.0, show_default=True)
 @click.option(
     "--native",
@@ -104,9 +89,8 @@ def command(
             n_slides=n_slides,
             scanners=scanners,
             reference=reference,
-            width_um=opts["width_um"],
-            height_um=opts["height_um"],
             seed=opts["seed"],
+            **{k: opts[k] for k in ("width_um", "height_um") if opts[k] is not None},
             scanner_mpp=opts["mpp_overrides"],
             texture=opts["texture"],
             texture_mpp=opts["texture_mpp"],

@@ -8,6 +8,9 @@ import click
 
 from scorpion_build import logs
 from scorpion_build.cli.common import GuardedCommand, device_option, log_options
+from scorpion_build.settings import defaults_for_help, settings_of
+from scorpion_build.train.config import RandStainNAConfig, TrainConfig
+from scorpion_build.train.style import FDA
 
 # CLI option -> TrainConfig key (or section.key); None means "not given", the config's value wins
 _OPTION_KEYS = {
@@ -35,6 +38,17 @@ _OPTION_KEYS = {
 }
 
 
+
+def option(name: str, **extra: object):  # noqa: ANN201 - a Click decorator
+    """The option of TrainConfig setting ``name``; None unless given (the config file wins)."""
+    return defaults_for_help(TrainConfig, name, **extra)
+
+
+def _help(name: str) -> str:
+    """A required setting's help, without the docs' "[default: required]" (a file may set it)."""
+    return settings_of(TrainConfig)[name].spec.help
+
+
 @click.command("train", cls=GuardedCommand)
 @click.option(
     "--config",
@@ -42,75 +56,41 @@ _OPTION_KEYS = {
     type=click.Path(exists=True, dir_okay=False),
     help="YAML config (keys as below, top level or under 'train:'); options given here win.",
 )
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False),
-    help="A build (or its patches.zarr, or its export) with label maps from `extract "
-    "--annotations`, split by slide; or a folder with images/, masks/, split.csv "
-    "[, classes.json].",
-)
-@click.option(
-    "--train-scanners",
+@option("data", type=click.Path(file_okay=False), help=_help("data"))
+@option(
+    "train_scanners",
+    type=str,
+    multiple=False,
+    default=None,
     callback=lambda ctx, param, value: (
         [v.strip() for v in value.split(",") if v.strip()] if value else None
     ),
-    help="With a build: scanners whose patches are training images, e.g. AT2,P1000.  "
-    "[default: the reference]",
 )
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder to write.")
-@click.option(
-    "--sa",
-    type=click.Choice(["none", "colorjitter", "randstainna", "fda"]),
-    help="Style augmentation.  [default: none]",
-)
-@click.option(
-    "--consistency-weight",
-    type=float,
-    help="SimCons lambda; 0 trains on style-augmented images alone.  [default: 0.3]",
-)
-@click.option(
-    "--consistency-gradient",
-    type=click.Choice(["both", "stop-clean"]),
-    help="Consistency gradient through both branches, or the clean one detached.  [default: both]",
-)
-@click.option(
-    "--loss",
-    type=click.Choice(["gdl", "l1-mean"]),
-    help="Dice form of both terms: generalised Dice (Sudre 2017, per batch) or the per-tile "
-    "class mean with an L1 consistency Dice.  [default: gdl]",
-)
-@click.option("--epochs", type=int, help="Epochs.  [default: 50]")
-@click.option("--batch-size", type=int, help="Images per batch.  [default: 8]")
-@click.option("--lr", type=float, help="Adam learning rate.  [default: 1e-4]")
-@click.option(
-    "--size", type=int, help="Training crop side in px, a multiple of 32.  [default: 512]"
-)
-@click.option("--encoder", help="segmentation-models-pytorch encoder.  [default: resnet34]")
-@click.option(
-    "--encoder-weights",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Local encoder weights file (.pth/.safetensors); never downloaded.",
-)
-@click.option(
-    "--arch",
-    type=click.Choice(["deeplabv3plus", "unet", "fpn"]),
-    help="Decoder.  [default: deeplabv3plus]",
-)
-@click.option("--seed", type=int, help="Random seed.  [default: 0]")
+@option("out", type=click.Path(file_okay=False), help=_help("out"))
+@option("sa")
+@option("consistency_weight")
+@option("consistency_gradient")
+@option("loss")
+@option("epochs")
+@option("batch_size")
+@option("lr")
+@option("size")
+@option("encoder")
+@option("encoder_weights", type=click.Path(exists=True, dir_okay=False))
+@option("arch")
+@option("seed")
 @device_option
-@click.option("--num-workers", type=int, help="DataLoader worker processes.  [default: 0]")
-@click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA.  [default: on]")
-@click.option(
-    "--color-space",
-    type=click.Choice(["lab", "hsv", "hed"]),
-    help="RandStainNA colour space.  [default: lab]",
-)
-@click.option(
-    "--randstainna-stats",
+@option("num_workers")
+@option("amp")
+@defaults_for_help(RandStainNAConfig, "color_space")
+@defaults_for_help(
+    RandStainNAConfig,
+    "stats",
+    "randstainna_stats",
+    flag="--randstainna-stats",
     type=click.Path(exists=True, dir_okay=False),
-    help="Saved RandStainNA statistics; fitted on the training split when omitted.",
 )
-@click.option("--fda-beta", type=float, help="FDA low-frequency band size.  [default: 0.05]")
+@defaults_for_help(FDA, "beta", "fda_beta", flag="--fda-beta")
 @click.option(
     "--resume",
     is_flag=True,
@@ -127,11 +107,11 @@ def command(ctx: click.Context, config_file: str | None, resume: bool, **options
     best.pt/.json (checkpoint), metrics.csv, state.pt (for --resume) and summary.json to
     --out.
     """
-    from scorpion_build.train import ConfigError, DataError, RunError, TrainConfig, train
-    from scorpion_build.train.config import read_yaml, saved_settings
+    from scorpion_build.train import ConfigError, DataError, RunError, train
+    from scorpion_build.train.config import read_yaml_lines, saved_settings
 
     try:
-        raw = read_yaml(config_file) if config_file else {}
+        raw, lines = read_yaml_lines(config_file) if config_file else ({}, {})
         if resume:
             raw = {**saved_settings(options.get("out") or raw.get("out")), **raw}
         for option, key in _OPTION_KEYS.items():
@@ -146,7 +126,7 @@ def command(ctx: click.Context, config_file: str | None, resume: bool, **options
                 raw[section] = {**(raw.get(section) or {}), sub: given}
             else:
                 raw[key] = given
-        config = TrainConfig.from_dict(raw, source=config_file or "options")
+        config = TrainConfig.from_dict(raw, source=config_file or "options", lines=lines)
         logs.use_folder(config.out)  # written once the run folder exists
         result = train(config, resume=resume, progress=logs.show_progress())
     except (ConfigError, DataError, RunError, ValueError) as exc:

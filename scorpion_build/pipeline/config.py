@@ -1,104 +1,135 @@
 """Typed, validated pipeline configuration from YAML.
 
-Each stage's options carry the same names as the stage's CLI flags (``region-um`` or
-``region_um`` both accepted). Unknown keys and wrong types are errors naming the key and
-its line in the file.
+Each stage is a dataclass of settings (:mod:`scorpion_build.settings`), declared here or
+taken from the library's own config (``RegisterConfig``, ``ExportOptions``), so a key has
+the CLI option's name (``region-um`` or ``region_um``), type, default, range and help.
+Unknown keys, wrong types and values out of range are errors naming the key and its line
+in the file (:mod:`scorpion_build.settings_yaml`); docs/options.md lists every key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scorpion_build.errors import ConfigError
+from scorpion_build.export import ExportOptions
+from scorpion_build.extract.config import ExtractConfig, ExtractInputs
+from scorpion_build.options import DEVICES, check_scheduler
+from scorpion_build.register.pair import RegisterConfig
+from scorpion_build.settings import check_settings, combine_settings, setting
+from scorpion_build.settings_yaml import build, read_mapping
+from scorpion_build.synth.config import SynthConfig
 
-# YAML scalar types accepted for each option type (an int is a fine float or str).
-_SCALARS: dict[type, tuple[type, ...]] = {
-    bool: (bool,),
-    int: (int,),
-    float: (int, float),
-    str: (str, int, float),
-}
 STAGES = ("synth", "scan", "register", "extract", "export", "benchmark", "analyze")
 
 
-@dataclass
+def _stage(cls: type) -> type:
+    """A stage's options: a dataclass of :func:`~scorpion_build.settings.setting` fields,
+    each value checked when the stage is read (an error names its key and line)."""
+    cls.__post_init__ = check_settings
+    return dataclass(cls)
+
+
+@_stage
 class SynthStage:
-    out: str = "synth"
-    slides: int = 2
-    scanners: str = "AT2,GT450,DP200,P1000,Philips"
-    reference: str = "AT2"
-    width_um: float | None = None
-    height_um: float | None = None
-    seed: int = 0
-    texture: str | None = None
-    scenario: list[str] = field(default_factory=list)
+    out: str = setting("synth", "Output folder, inside the build directory.")
+    slides: int = setting(SynthConfig.n_slides, "Number of slides.", minimum=1)
+    scanners: str = setting(",".join(SynthConfig.scanners), "Comma-separated scanner names.")
+    reference: str = setting(SynthConfig.reference, "Reference scanner name.")
+    # None: SynthConfig's size (kept None, not copied, so run's fingerprints stay as they were)
+    width_um: float | None = setting(
+        None, "Slide width in um.", above=0, shown=f"{SynthConfig.width_um:g}"
+    )
+    height_um: float | None = setting(
+        None, "Slide height in um.", above=0, shown=f"{SynthConfig.height_um:g}"
+    )
+    seed: int = setting(SynthConfig.seed, "Random seed.", minimum=0)
+    texture: str | None = setting(
+        None, "Real image or slide whose H&E texture replaces the procedural tissue."
+    )
+    scenario: list[str] = setting(
+        [],
+        "rot90, rot180, mirror, strong-stain, partial, blank or unrelated, for one or all "
+        "non-reference scanners of one (0-based) or all slides, e.g. mirror:GT450, "
+        "blank:P1000:1, rot90::0 (every non-reference scanner of slide 0). Repeatable.",
+        metavar="NAME[:SCANNER[:SLIDE]]",
+    )
 
 
-@dataclass
+@_stage
 class ScanStage:
-    input: str | None = None
-    reference: str = "AT2"
-    ignore: list[str] = field(default_factory=list)  # globs dropped from a directory input
+    input: str | None = setting(
+        None, "Slide table CSV or directory.", shown="the synthesised slides.csv"
+    )
+    reference: str = setting("AT2", "Reference scanner name.")
+    ignore: list[str] = setting([], "Globs of entries dropped from a directory input.")
+
+
+RegisterStage = combine_settings(
+    "RegisterStage",
+    (RegisterConfig, ("method", "coarse_mpp", "fine_mpp", "max_blocks")),
+    module=__name__,
+)
+
+
+ExtractStage = combine_settings(
+    "ExtractStage", (ExtractConfig, None), (ExtractInputs, None), module=__name__
+)
 
 
 @dataclass
-class RegisterStage:
-    method: str = "robust"
-    coarse_mpp: float | None = None
-    fine_mpp: float = 2.0
-    max_blocks: int = 24
+class _ExportPlace:
+    dir: str = setting("release", "Output folder, inside the build directory.")
 
 
-@dataclass
-class ExtractStage:
-    regions: int = 10
-    region_um: float = 800.0
-    size: int = 1024
-    seed: int = 0
-    min_tissue: float = 0.5
-    regions_from: str | None = None
-    refine: bool = True
-    compression: str = "zstd"
-    annotations: str | None = None  # folder of {slide_id}.geojson: adds the labels array
-    classes: str | None = None  # JSON list fixing the class order
-    roi_class: list[str] = field(default_factory=list)
+ExportStage = combine_settings(
+    "ExportStage", (_ExportPlace, None), (ExportOptions, None), module=__name__
+)
 
 
-@dataclass
-class ExportStage:
-    dir: str = "release"
-    format: str = "jpg"
-    quality: int = 95
-
-
-@dataclass
+@_stage
 class BenchmarkStage:
-    model: str | None = None
-    predictions: str | None = None
-    labels: str | None = None
-    batch_size: int = 4
-    device: str = "auto"
-    out: str = "benchmark"
+    model: str | None = setting(None, "Checkpoint (best.pt with best.json) or TorchScript file.")
+    predictions: str | None = setting(None, "Precomputed predictions (Zarr or release folder).")
+    labels: str | None = setting(None, "Ground-truth label maps (release layout).")
+    batch_size: int = setting(4, "Inference batch.", minimum=1)
+    device: str = setting("auto", "Torch device.", choices=DEVICES)
+    out: str = setting("benchmark", "Output folder, inside the build directory.")
 
 
-@dataclass
+@_stage
 class AnalyzeStage:
-    features: str = "none"
-    weights: str | None = None
+    features: str = setting(
+        "resnet50",
+        "Feature-level analysis (ResNet50 + UMAP), or none to skip it.",
+        choices=("resnet50", "none"),
+    )
+    weights: str | None = setting(
+        None,
+        "Local ResNet50 ImageNet weights (state dict, .pth or .safetensors). Without it the "
+        "features come from an untrained network and the report says so.",
+    )
 
 
 @dataclass
 class PipelineConfig:
-    build: str
-    scheduler: str | None = None
-    workers: int | None = None
+    build: str = setting(
+        help="Build directory; relative paths in the file are relative to its folder.",
+        shown="required",
+    )
+    scheduler: str | None = setting(
+        None,
+        "dask.distributed scheduler address (tcp://host:8786); local processes when omitted.",
+    )
+    workers: int | None = setting(
+        None,
+        "Processes working in parallel, this one included; ignored with a scheduler.",
+        minimum=1,
+        shown="one per usable CPU",
+    )
     synth: SynthStage | None = None
     scan: ScanStage | None = None
     register: RegisterStage | None = None
@@ -107,6 +138,10 @@ class PipelineConfig:
     benchmark: BenchmarkStage | None = None
     analyze: AnalyzeStage | None = None
     source: Path | None = None  # the YAML file, for resolving relative paths
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        check_scheduler(self.scheduler)
 
     def path(self, value: str | None) -> Path | None:
         """A path from the config, relative to the YAML file's folder."""
@@ -129,104 +164,11 @@ class PipelineConfig:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Read and validate a pipeline YAML file."""
+    """Read and validate a pipeline YAML file (errors name the key and its line)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such pipeline file")
-    text = path.read_text()
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    lines = _key_lines(node)
-    data = {**data, **(overrides or {})}
-    config = _build(PipelineConfig, data, (), lines, path)
+    data, lines = read_mapping(path)
+    config = build(PipelineConfig, {**data, **(overrides or {})}, path, lines)
     config.source = path.resolve()
-    _check_values(config, lines, path)
     return config
-
-
-def _check_values(config: PipelineConfig, lines: dict[tuple, int], path: Path) -> None:
-    """Ranges and choices, by the validators the CLI uses: an error names key and line."""
-    from scorpion_build.options import OptionError
-    from scorpion_build.pipeline.stages import check_options
-
-    try:
-        check_options(config)
-    except OptionError as exc:
-        stage = getattr(exc, "stage", None)
-        key = (stage, exc.option) if stage else (exc.option,)
-        dotted = ".".join(k.replace("_", "-") for k in key)
-        raise ConfigError(
-            f"{_where(path, lines, key)}: '{dotted}' {exc.value!r}: {exc.problem}"
-        ) from exc
-
-
-def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
-    out: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = prefix + (str(k.value).replace("-", "_"),)
-            out[key] = k.start_mark.line + 1
-            out.update(_key_lines(v, key))
-    return out
-
-
-def _where(path: Path, lines: dict[tuple, int], key: tuple) -> str:
-    line = lines.get(key) or lines.get(key[:-1])
-    return f"{path}:{line}" if line else str(path)
-
-
-def _build(cls: type, data: Any, prefix: tuple, lines: dict, path: Path) -> Any:
-    name = ".".join(prefix) or "top level"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{_where(path, lines, prefix)}: {name} must be a mapping of options")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    values = {}
-    for raw_key, value in data.items():
-        key = str(raw_key).replace("-", "_")
-        where = _where(path, lines, prefix + (key,))
-        dotted = ".".join(prefix + (str(raw_key),))
-        if key not in fields:
-            choices = ", ".join(f.replace("_", "-") for f in fields)
-            raise ConfigError(f"{where}: unknown key '{dotted}' (expected one of: {choices})")
-        values[key] = _coerce(hints[key], value, prefix + (key,), lines, path, where, dotted)
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in values
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-    ]
-    if missing:
-        raise ConfigError(f"{_where(path, lines, prefix)}: {name} needs '{missing[0]}'")
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, key: tuple, lines: dict, path: Path, where: str, dotted: str):  # noqa: ANN202
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key, lines, path, where, dotted)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key, lines, path)
-    if origin is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: '{dotted}' must be a list, got {value!r}")
-        return [_coerce(args[0], v, key, lines, path, where, dotted) for v in value]
-    accepted = _SCALARS.get(hint, ())
-    if isinstance(value, accepted) and (hint is bool or not isinstance(value, bool)):
-        return hint(value)
-    type_name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"{where}: '{dotted}' must be {type_name}, got {value!r}")

@@ -32,9 +32,9 @@ def run_synth(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.
         "reference": o.reference,
         "seed": o.seed,
     }
-    if o.width_um:
+    if o.width_um is not None:
         kwargs["width_um"] = o.width_um
-    if o.height_um:
+    if o.height_um is not None:
         kwargs["height_um"] = o.height_um
     if o.texture:
         kwargs["texture"] = config.path(o.texture)
@@ -67,50 +67,10 @@ def register_config(config: PipelineConfig):  # noqa: ANN201 - RegisterConfig, i
 def extract_config(config: PipelineConfig):  # noqa: ANN201 - ExtractConfig, imported lazily
     """The library's ExtractConfig for the pipeline's extract options (validated there)."""
     from scorpion_build.extract import ExtractConfig
+    from scorpion_build.settings import settings_of
 
     options = config.stage_options("extract")
-    for name in ("regions_from", "annotations", "classes", "roi_class"):  # inputs, not settings
-        options.pop(name)
-    return ExtractConfig(**options)
-
-
-def check_options(config: PipelineConfig) -> None:
-    """Every stage's options through the same validators as the CLI's.
-
-    Raises ``OptionError`` with an added ``stage`` attribute (None for top-level keys).
-    """
-    from scorpion_build.export import check_export_options
-    from scorpion_build.options import (
-        OptionError,
-        check_choice,
-        check_number,
-        check_scheduler,
-        check_workers,
-    )
-
-    def top_level() -> None:
-        check_workers(config.workers)
-        check_scheduler(config.scheduler)
-
-    def benchmark() -> None:
-        check_number("batch_size", config.benchmark.batch_size, minimum=1, integer=True)
-        check_choice("device", config.benchmark.device, ("auto", "cpu", "cuda"))
-
-    checks = {
-        None: top_level,
-        "register": lambda: register_config(config),
-        "extract": lambda: extract_config(config),
-        "export": lambda: check_export_options(config.export.format, config.export.quality),
-        "benchmark": benchmark,
-        "analyze": lambda: check_choice("features", config.analyze.features, ("resnet50", "none")),
-    }
-    for stage, check in checks.items():
-        if stage is None or getattr(config, stage) is not None:
-            try:
-                check()
-            except OptionError as exc:
-                exc.stage = stage
-                raise
+    return ExtractConfig(**{name: options[name] for name in settings_of(ExtractConfig)})
 
 
 def run_register(config: PipelineConfig, scheduler: str | None, force: bool) -> pd.DataFrame:

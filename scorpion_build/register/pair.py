@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from scorpion_build import geometry as geo
-from scorpion_build.options import check_choice, check_number
 from scorpion_build.register import coarse, fine, qc
 from scorpion_build.register.thumbs import View, coarse_mpp_for, plain_grey, read_view
+from scorpion_build.settings import check_settings, setting
 from scorpion_build.slide import Slide
 
 METHODS = ("robust", "orb-affine")
@@ -32,24 +32,30 @@ class RegisterConfig:
     ``search``: orientation search, "auto" (when the plain fit is weak), "always", "never".
     """
 
-    method: str = "robust"
-    coarse_mpp: float | None = None
-    fine_mpp: float = 2.0
-    block_px: int = 160
-    max_blocks: int = 24
-    passes: int = 2
-    search: str = "auto"
+    method: str = setting(
+        "robust",
+        "robust: optical-density ORB, orientation search, block refinement; orb-affine: the "
+        "paper's plain ORB + RANSAC affine on a thumbnail (for comparison).",
+        choices=METHODS,
+    )
+    coarse_mpp: float | None = setting(
+        None, "Keypoint resolution in um/px.", above=0, shown="2-16 um/px from the slide size"
+    )
+    fine_mpp: float = setting(2.0, "Block refinement resolution in um/px.", above=0)
+    block_px: int = setting(160, "Side of a refinement block in px.", minimum=32)
+    max_blocks: int = setting(
+        24, "Tissue blocks measured by the refinement (more: slower, steadier).", minimum=1
+    )
+    passes: int = setting(2, "Refinement passes.", minimum=1)
+    search: str = setting(
+        "auto",
+        "Orientation search: when the plain fit is weak (auto), always, or never.",
+        choices=("auto", "always", "never"),
+    )
 
     def __post_init__(self) -> None:
         """Every value checked before anything is opened (raises ``OptionError``)."""
-        check_choice("method", self.method, METHODS)
-        check_choice("search", self.search, ("auto", "always", "never"))
-        check_number("fine_mpp", self.fine_mpp, above=0)
-        if self.coarse_mpp is not None:
-            check_number("coarse_mpp", self.coarse_mpp, above=0)
-        check_number("max_blocks", self.max_blocks, minimum=1, integer=True)
-        check_number("block_px", self.block_px, minimum=32, integer=True)
-        check_number("passes", self.passes, minimum=1, integer=True)
+        check_settings(self)
 
     def as_dict(self) -> dict:
         return asdict(self)

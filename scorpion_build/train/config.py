@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scorpion_build.errors import ConfigError
+from scorpion_build.models import ARCHITECTURES
+from scorpion_build.options import DEVICES, OptionError
+from scorpion_build.settings import check_settings, setting
+from scorpion_build.settings_yaml import Lines, build, read_mapping
 from scorpion_build.train.augment import TaskAugment
-from scorpion_build.train.colorspace import check_color_space
+from scorpion_build.train.colorspace import COLOR_SPACES
 from scorpion_build.train.losses import GRADIENT_MODES, LOSS_FORMS
 from scorpion_build.train.style import FDA, STYLE_AUGMENTATIONS, ColorJitter
 
@@ -28,9 +30,14 @@ class RandStainNAConfig:
     """``color_space`` to fit and transfer in; ``stats`` a saved statistics file (fitted on
     the training split when None); ``spread`` scales the fitted spreads when sampling."""
 
-    color_space: str = "lab"
-    stats: str | None = None
-    spread: float = 1.0
+    color_space: str = setting("lab", "RandStainNA colour space.", choices=COLOR_SPACES)
+    stats: str | None = setting(
+        None, "Saved RandStainNA statistics.", shown="fitted on the training split"
+    )
+    spread: float = setting(1.0, "Scale of the fitted spreads when sampling.", minimum=0)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -47,67 +54,78 @@ class TrainConfig:
     validation tile and of its style-augmented copy (one more inference pass).
     """
 
-    data: str
-    out: str
-    sa: str = "none"
-    consistency_weight: float = 0.3
-    consistency_gradient: str = "both"
-    loss: str = "gdl"
-    epochs: int = 50
-    batch_size: int = 8
-    lr: float = 1e-4
-    size: int = 512
-    encoder: str = "resnet34"
-    encoder_weights: str | None = None
-    arch: str = "deeplabv3plus"
-    classes: list[str] | None = None
-    train_scanners: list[str] | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_workers: int = 0
-    val_style_consistency: bool = True
+    data: str = setting(
+        help="A build (or its patches.zarr, or its export) with label maps from `extract "
+        "--annotations`, split by slide; or a folder with images/, masks/, split.csv "
+        "[, classes.json].",
+        shown="required",
+    )
+    out: str = setting(help="Run folder to write.", shown="required")
+    sa: str = setting("none", "Style augmentation.", choices=STYLE_AUGMENTATIONS)
+    consistency_weight: float = setting(
+        0.3, "SimCons lambda; 0 trains on style-augmented images alone.", minimum=0
+    )
+    consistency_gradient: str = setting(
+        "both",
+        "Consistency gradient through both branches, or the clean one detached (stop-clean).",
+        choices=GRADIENT_MODES,
+    )
+    loss: str = setting(
+        "gdl",
+        "Dice form of both terms: generalised Dice (Sudre 2017, per batch) or the per-tile "
+        "class mean with an L1 consistency Dice.",
+        choices=LOSS_FORMS,
+    )
+    epochs: int = setting(50, "Epochs.", minimum=1)
+    batch_size: int = setting(
+        8, "Images per batch, at least 2 (batch norm; FDA swaps spectra within a batch).",
+        minimum=2,
+    )  # fmt: skip
+    lr: float = setting(1e-4, "Adam learning rate.", above=0)
+    size: int = setting(512, "Training crop side in px, a multiple of 32.", minimum=32)
+    encoder: str = setting("resnet34", "segmentation-models-pytorch encoder name.")
+    encoder_weights: str | None = setting(
+        None, "Local encoder weights file (.pth/.safetensors); never downloaded.",
+        shown="none (random init)",
+    )  # fmt: skip
+    arch: str = setting("deeplabv3plus", "Decoder.", choices=ARCHITECTURES)
+    classes: list[str] | None = setting(
+        None, "Class names (index 0 = background).", shown="classes.json, else the SCORPION three"
+    )
+    train_scanners: list[str] | None = setting(
+        None, "With a build: scanners whose patches are training images, e.g. AT2,P1000.",
+        shown="the reference",
+    )  # fmt: skip
+    seed: int = setting(0, "Random seed.", minimum=0)
+    device: str = setting("auto", "Torch device.", choices=DEVICES)
+    amp: bool = setting(True, "Mixed precision on CUDA.")
+    num_workers: int = setting(0, "DataLoader worker processes.", minimum=0)
+    val_style_consistency: bool = setting(
+        True, "Per epoch, the Dice between predictions of each validation tile and its copy."
+    )
     augment: TaskAugment = field(default_factory=TaskAugment)
     colorjitter: ColorJitter = field(default_factory=ColorJitter)
     randstainna: RandStainNAConfig = field(default_factory=RandStainNAConfig)
     fda: FDA = field(default_factory=FDA)
 
     def __post_init__(self) -> None:
-        if self.sa not in STYLE_AUGMENTATIONS:
-            raise ConfigError(f"sa: {self.sa!r} is not one of {list(STYLE_AUGMENTATIONS)}")
-        if self.consistency_gradient not in GRADIENT_MODES:
-            raise ConfigError(
-                f"consistency_gradient: {self.consistency_gradient!r} is not one of "
-                f"{list(GRADIENT_MODES)}"
-            )
-        if self.loss not in LOSS_FORMS:
-            raise ConfigError(f"loss: {self.loss!r} is not one of {list(LOSS_FORMS)}")
-        if self.consistency_weight < 0:
-            raise ConfigError(f"consistency_weight: must be >= 0, got {self.consistency_weight}")
-        if isinstance(self.train_scanners, str):  # "AT2,P1000" from YAML, as on the CLI
-            names = [v.strip() for v in self.train_scanners.split(",") if v.strip()]
+        if self.train_scanners is not None:  # "AT2,P1000" from YAML, as on the CLI
+            given = [self.train_scanners] if isinstance(self.train_scanners, str) else []
+            given = given or self.train_scanners
+            names = [v.strip() for item in given for v in item.split(",") if v.strip()]
             object.__setattr__(self, "train_scanners", names or None)
+        try:
+            check_settings(self)
+        except OptionError as exc:
+            raise ConfigError(f"{exc.option}: {exc.value!r}: {exc.problem}") from exc
         if self.sa == "none" and self.consistency_weight > 0:
             # no second branch to compare: the baseline ignores lambda rather than failing
             object.__setattr__(self, "consistency_weight", 0.0)
-        for key in ("epochs", "batch_size", "size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}: must be a positive integer, got {getattr(self, key)}")
         if self.size % 32:
             raise ConfigError(
                 f"size: {self.size} px is not a multiple of 32, which the encoders' strides need; "
                 f"use {max(32, round(self.size / 32) * 32)}"
             )
-        if self.lr <= 0:
-            raise ConfigError(f"lr: must be > 0, got {self.lr}")
-        if self.sa == "fda" and self.batch_size < 2:
-            raise ConfigError("batch_size: FDA swaps spectra within a batch; use batch_size >= 2")
-        if self.batch_size < 2:
-            raise ConfigError("batch_size: batch norm needs at least 2 images per batch")
-        try:
-            check_color_space(self.randstainna.color_space)
-        except ValueError as exc:
-            raise ConfigError(f"randstainna.color_space: {exc}") from exc
 
     @property
     def two_branch(self) -> bool:
@@ -122,21 +140,12 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from plain values (YAML or JSON); unknown keys are an error naming ``source``."""
+    def from_dict(
+        cls, raw: dict[str, Any], source: str = "config", lines: Lines | None = None
+    ) -> TrainConfig:
+        """Build from plain values (YAML, JSON or options); an unknown key or a wrong type is
+        an error naming ``source`` and, with ``lines`` from :func:`read_yaml_lines`, the line."""
         raw = dict(raw)
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        for name, section in (
-            ("augment", TaskAugment),
-            ("colorjitter", ColorJitter),
-            ("randstainna", RandStainNAConfig),
-            ("fda", FDA),
-        ):
-            if name in raw and not isinstance(raw[name], section):
-                raw[name] = _section(section, raw[name] or {}, f"{source}: {name}")
         missing = [k for k in ("data", "out") if raw.get(k) in (None, "")]
         if missing:
             raise ConfigError(f"{source}: {' and '.join(missing)} must be given (--data / --out)")
@@ -144,41 +153,26 @@ class TrainConfig:
             if raw.get(key) is not None:
                 raw[key] = str(raw[key])
         try:
-            return cls(**raw)
-        except (TypeError, ValueError) as exc:  # ConfigError included: add the source
+            return build(cls, raw, source, lines)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:  # a section's own check (ColorJitter's hue)
             raise ConfigError(f"{source}: {exc}") from exc
 
 
-def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of parameters, got {raw!r}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - fields)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+def read_yaml_lines(path: str | Path) -> tuple[dict[str, Any], Lines]:
+    """The trainer's keys from a YAML file (top level, or its ``train:`` section), and the
+    line of each (for :meth:`TrainConfig.from_dict`'s errors)."""
+    raw, lines = read_mapping(Path(path))
+    if "train" in raw and isinstance(raw["train"], dict):
+        raw = raw["train"]
+        lines = {key[1:]: n for key, n in lines.items() if key[:1] == ("train",) and key[1:]}
+    return raw, lines
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The trainer's keys from a YAML file (top level, or its ``train:`` section)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of training options at the top level")
-    if "train" in raw and isinstance(raw["train"], dict):
-        raw = raw["train"]
-    return raw
+    return read_yaml_lines(path)[0]
 
 
 RESUME_IGNORED = frozenset(

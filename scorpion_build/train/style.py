@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from scorpion_build.settings import check_settings, setting
 from scorpion_build.train.augment import uniform
 from scorpion_build.train.colorspace import hsv_to_rgb, rgb_to_hsv
 from scorpion_build.train.randstainna import RandStainNA, StainStatistics
@@ -121,11 +122,12 @@ class FDA:
     image is its own reference). ``beta`` sets the band: half-width ``floor(beta*min(H, W))``
     frequency bins. Needs batches of at least two images."""
 
-    beta: float = 0.05
+    beta: float = setting(
+        0.05, "FDA low-frequency band size (fraction of the image side).", minimum=0, below=0.5
+    )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.beta < 0.5:
-            raise ValueError(f"FDA beta must be in [0, 0.5), got {self.beta}")
+        check_settings(self)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n = x.shape[0]

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from benchmarks.simcons_study import augmentations
+
 MARGIN = 0.005
 NON_INFERIORITY = 0.01  # "task Dice holds": no loss larger than 1 Dice point
 SA_NAMES = {"none": "Baseline", "colorjitter": "ColorJitter", "randstainna": "RandStainNA",
@@ -121,7 +123,7 @@ def table_lines(rows: list[dict], study: dict[str, Any]) -> list[str]:
     lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
     for variant in study["variants"]:
         arms = [("Baseline", select(rows, variant, "none", 0.0))]
-        for sa in study["style_augmentations"]:
+        for sa in augmentations(study, variant):
             arms.append((SA_NAMES[sa], select(rows, variant, sa, 0.0)))
             arms.append((f"{SA_NAMES[sa]} + SimCons (l={lam:g})", select(rows, variant, sa, lam)))
         for name, arm in arms:
@@ -139,7 +141,7 @@ def claim_lines(rows: list[dict], study: dict[str, Any]) -> list[str]:
     ]
     for variant in study["variants"]:
         base = select(rows, variant, "none", 0.0)
-        for sa in study["style_augmentations"]:
+        for sa in augmentations(study, variant):
             name = SA_NAMES[sa]
             plain, simcons = select(rows, variant, sa, 0.0), select(rows, variant, sa, lam)
             checks = [

@@ -4,7 +4,7 @@ One command runs the whole study and writes ``docs/results/simcons.md`` (tables,
 differences with 95% intervals, verdicts per claim, the lambda-sweep PNG):
 
     nice -n 10 python benchmarks/bench_simcons.py --preset smoke   # minutes; numbers mean nothing
-    nice -n 10 python benchmarks/bench_simcons.py --preset cpu --jobs 2   # the study, ~2 h
+    python benchmarks/bench_simcons.py --preset cpu --jobs 2   # the study, ~1-2 h
     python benchmarks/bench_simcons.py --preset paper               # pipelines/table1.yaml, GPU
     python benchmarks/bench_simcons.py --speed --device cuda   # steps/s, GPU memory, paper model
 
@@ -41,9 +41,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simcons_report import write_markdown  # noqa: E402
-from simcons_study import (  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.simcons_report import write_markdown  # noqa: E402
+from benchmarks.simcons_study import (  # noqa: E402
     PRESET_FILES,
     PRESETS,
     REPO,
@@ -53,7 +53,6 @@ from simcons_study import (  # noqa: E402
     load_study,
     planned_runs,
 )
-
 from scorpion_build.train import TrainConfig  # noqa: E402
 
 

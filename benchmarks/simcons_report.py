@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from benchmarks.simcons_study import augmentations
+
 MARGIN = 0.005
 NON_INFERIORITY = 0.01  # "task Dice holds": no loss larger than 1 Dice point
 SA_NAMES = {"none": "Baseline", "colorjitter": "ColorJitter", "randstainna": "RandStainNA",
@@ -121,7 +123,7 @@ def table_lines(rows: list[dict], study: dict[str, Any]) -> list[str]:
     lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
     for variant in study["variants"]:
         arms = [("Baseline", select(rows, variant, "none", 0.0))]
-        for sa in study["style_augmentations"]:
+        for sa in augmentations(study, variant):
             arms.append((SA_NAMES[sa], select(rows, variant, sa, 0.0)))
             arms.append((f"{SA_NAMES[sa]} + SimCons (l={lam:g})", select(rows, variant, sa, lam)))
         for name, arm in arms:
@@ -139,7 +141,7 @@ def claim_lines(rows: list[dict], study: dict[str, Any]) -> list[str]:
     ]
     for variant in study["variants"]:
         base = select(rows, variant, "none", 0.0)
-        for sa in study["style_augmentations"]:
+        for sa in augmentations(study, variant):
             name = SA_NAMES[sa]
             plain, simcons = select(rows, variant, sa, 0.0), select(rows, variant, sa, lam)
             checks = [
@@ -245,14 +247,22 @@ def convergence_line(rows: list[dict], rule: dict[str, Any]) -> str:
     )
 
 
-SCALED_DOWN = """\
-What the CPU study scales down from the paper (Table 1 / Fig. 4 are at 1024 px, DeepLabV3+
-ResNet34, 150 epochs, ImageNet weights, real tissue): synthetic tissue at 2 um/px, 96 px
-tiles trained on 64 px crops, a ResNet18 encoder from random initialisation, 12 epochs
-extended up to 24 while still improving (best epoch on validation), 192 labelled tiles,
-100 paired samples x 5 scanners. The paper-scale settings are `pipelines/table1.yaml`
-(`--preset paper`), for a GPU; no GPU was lent to the session that wrote this tool, so
-that preset has not been run."""
+def scaled_down(study: dict[str, Any]) -> str:
+    """What this study scales down from the paper, read from its own settings."""
+    synth, train, rule = study["synth"], study["train"], study["convergence"]
+    encoder = train["encoder"].replace("resnet", "ResNet")
+    init = "ImageNet weights" if train.get("encoder_weights") else "random initialisation"
+    paired = synth["n_paired_slides"] * synth["paired_samples"]
+    return (
+        "What this study scales down from the paper (Table 1 / Fig. 4 are at 1024 px, "
+        "DeepLabV3+ ResNet34, 150 epochs, ImageNet weights, real tissue): synthetic tissue at "
+        f"{synth['patch_mpp']:g} um/px, {synth['patch_px']} px tiles trained on {train['size']} "
+        f"px crops, a {encoder} encoder from {init}, {train['epochs']} epochs extended up to "
+        f"{rule['max_epochs']} while still improving (best epoch on validation), "
+        f"{synth['n_train']} labelled tiles, {paired} paired samples x 5 scanners. The "
+        "paper-scale settings are `pipelines/table1.yaml` (`--preset paper`), for a GPU; no "
+        "GPU was lent to the session that wrote this tool, so that preset has not been run."
+    )
 
 
 def provenance_lines(header: dict, n_rows: int) -> list[str]:
@@ -290,7 +300,7 @@ def write_markdown(path: Path, rows: list[dict], study: dict[str, Any], header: 
         "",
         *provenance_lines(header, len(rows)),
         "",
-        SCALED_DOWN,
+        scaled_down(study),
         "",
         "## Table 1 shape (mean +/- std over seeds, Dice in %)",
         "",

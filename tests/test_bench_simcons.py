@@ -27,9 +27,13 @@ def test_cpu_preset_meets_the_protocol():
     assert not looks & set(study_mod.PAIRED_SCANNERS)
     runs = planned_runs(study)
     table = [r for r in runs if not r.overrides]
-    # 7 arms x 5 seeds x 2 training sets, plus lambdas 0.1, 0.5, 1.0 x 3 seeds
-    assert len(table) == 7 * 5 * 2 + 3 * 3
+    # 7 arms x 5 seeds on the reference look, 3 arms (baseline, RandStainNA with and without
+    # SimCons) x 5 seeds on the HTS-like look, plus lambdas 0.1, 0.5, 1.0 x 3 seeds
+    assert len(table) == 7 * 5 + 3 * 5 + 3 * 3
     assert len({r.label for r in runs}) == len(runs)
+    # the ablations only explain: they come after every table and sweep run
+    first_ablation = next(i for i, r in enumerate(runs) if r.overrides)
+    assert all(r.overrides for r in runs[first_ablation:])
 
 
 def test_paper_preset_is_the_papers_scale():

@@ -140,7 +140,6 @@ def test_default_workers_follow_a_container_cpu_limit(monkeypatch, files, cpus) 
     assert parallel.default_workers(100) == cpus and parallel.default_workers(1) == 1
 
 
-
 _STARTING, _GATE = threading.Event(), threading.Event()
 _LATE: dict = {}
 

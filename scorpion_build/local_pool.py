@@ -7,6 +7,15 @@ slide) mostly land in the same process, where their open slides are reused, and 
 or one core costs no process at all. Each helper sends its results through its own pipe:
 a helper that dies (killed, out of memory) shows up as the end of its pipe, and only its
 task in flight is lost, reported as failed.
+
+On Linux helpers fork from this process itself, at the start of a run, from the calling
+thread and before this process runs any task of it: they start in milliseconds with every
+library already imported, and nothing of ours is half-done in another thread. The thread
+pools tasks use (OpenCV, Blosc, BLAS/OpenMP) are wound down to one thread while forking
+(:func:`parallel.single_threaded`), zarr's and fsspec's event loops restart by their own
+fork handlers, and a child drops this process's build lock (:mod:`scorpion_build.lock`).
+Elsewhere (macOS, Windows) helpers start from a forkserver (or spawn) in a background
+thread, as forking is not safe there.
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ import logging
 import multiprocessing as mp
 import pickle
 import signal
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -53,23 +64,26 @@ class WorkList:
             self.span[1] = self.span[0]
 
 
-def _context() -> Any:
-    """Forkserver context whose server imports :data:`parallel.PRELOAD` (once per process);
-    spawn where there is no forkserver (Windows)."""
-    if "forkserver" not in mp.get_all_start_methods():
-        return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(list(parallel.PRELOAD))  # no effect once the server runs
+def _context(method: str | None = None) -> Any:
+    """How helpers start: ``fork`` on Linux; elsewhere a forkserver whose server imports
+    :data:`parallel.PRELOAD` (once per process), or spawn where there is none (Windows)."""
+    methods = mp.get_all_start_methods()
+    if method is None:
+        method = "fork" if sys.platform.startswith("linux") else "forkserver"
+    if method not in methods:
+        method = "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(list(parallel.PRELOAD))  # no effect once the server runs
     return ctx
 
 
 def warm_up() -> None:
     """Start the forkserver and its imports in the background now, so that helpers needed
-    later (the next stage) start at once; a no-op where there is no forkserver."""
-    if "forkserver" in mp.get_all_start_methods():
+    later (the next stage) start at once; a no-op where helpers fork from this process."""
+    if _context().get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
-        _context()
         threading.Thread(target=forkserver.ensure_running, daemon=True).start()
 
 
@@ -141,9 +155,17 @@ def run_shared(
         )
         pipes[reader] = number
         writers.append(writer)
-    # Starting waits for the forkserver's imports the first time: do it beside the work
     cancel = threading.Event()
-    threading.Thread(target=_start, args=(procs, writers, cancel, work), daemon=True).start()
+    if ctx.get_start_method() == "fork":
+        # now, before this process runs a task of this run; with the libraries' thread
+        # pools wound down to one thread, as a child cannot use a pool whose threads
+        # stayed behind in this process (OpenCV's would hang it)
+        with parallel.single_threaded():
+            _start(procs, writers, cancel)
+    else:  # a forkserver's first start waits for its imports: start beside the work
+        threading.Thread(
+            target=_start_and_hold, args=(procs, writers, cancel, work), daemon=True
+        ).start()
     pending = set(range(len(items)))
     try:
         while (index := work.take()) is not None:
@@ -164,21 +186,31 @@ def run_shared(
             reader.close()
 
 
-def _start(
-    procs: list, writers: list[Connection], cancel: threading.Event, work: WorkList
-) -> None:
-    """Start the helpers (none once ``cancel`` is set: the work is done), then hold ``work``
-    until they have ended: a helper started after this process took the last task may still
-    be reading its arguments, and the shared list (a named semaphore) must outlive that.
-    Waiting here, not in the caller, lets the caller go on at once."""
+def _start(procs: list, writers: list[Connection], cancel: threading.Event) -> None:
+    """Start the helpers (none once ``cancel`` is set: the work is done). A helper that
+    cannot start is logged, and the others and this process do its share."""
     for proc, writer in zip(procs, writers, strict=True):
         try:
             if not cancel.is_set():
-                proc.start()
+                with warnings.catch_warnings():
+                    # Python 3.12+ warns of forking a process with threads: see the module
+                    # docstring for why these forks are safe
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    proc.start()
         except Exception as exc:  # this process does the work alone
             log.warning("a helper process could not start (%s); working without it", exc)
         finally:
             writer.close()  # the helper holds the only writer: its end is the helper's end
+
+
+def _start_and_hold(
+    procs: list, writers: list[Connection], cancel: threading.Event, work: WorkList
+) -> None:
+    """:func:`_start` in a background thread, then hold ``work`` until the helpers have
+    ended: a helper started after this process took the last task may still be reading its
+    arguments, and the shared list (a named semaphore) must outlive that. Waiting here, not
+    in the caller, lets the caller go on at once."""
+    _start(procs, writers, cancel)
     # Sentinels become ready when a helper ends; waiting on them reads nothing, so this
     # does not race the caller's own join of a helper.
     sentinels = [proc.sentinel for proc in procs if proc.pid is not None]

@@ -20,6 +20,21 @@ from scorpion_build.staging import remove_replaced
 LOCK_NAME = ".lock"
 # re-entrant within a process: `run` holds the lock while it calls each stage
 _held: dict[Path, int] = {}
+_fds: dict[Path, int] = {}  # the lock file of each build held, open in this process
+
+
+def _drop_inherited() -> None:
+    """In a forked child (a helper process): close its copies of the lock files and hold
+    nothing. The parent's lock stays (a flock lives while any copy is open and is never
+    unlocked here), but a helper that outlives a killed parent for the rest of its task no
+    longer keeps the build locked against the next run."""
+    for fd in _fds.values():
+        os.close(fd)
+    _fds.clear()
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
 
 
 class BuildBusyError(RuntimeError):
@@ -71,11 +86,11 @@ def build_lock(root: str | os.PathLike, readonly_ok: bool = False) -> Iterator[N
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         remove_stale_temps(root)
-        _held[root] = 1
+        _held[root], _fds[root] = 1, fd
         try:
             yield
         finally:
-            del _held[root]
+            del _held[root], _fds[root]
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing releases the flock

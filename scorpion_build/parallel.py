@@ -7,11 +7,10 @@ checkpoint finished work (resume after an interruption loses nothing that finish
 
 Locally, this process works through the task list itself while ``workers - 1`` helper
 processes take tasks from the other end of the same list, so a run is never slower than
-one worker by more than the cost of starting the helpers, and the helpers' start-up
-overlaps useful work. Helpers fork from a ``forkserver`` that imported the task libraries
-once per process (see :data:`PRELOAD`): the first parallel call pays ~1 s of imports on
-another core, every later call in the same process (``scorpion-build run``'s stages)
-starts its helpers in milliseconds.
+one worker by more than the cost of starting the helpers. On Linux helpers fork from this
+process (milliseconds, every library already imported); elsewhere they start from a
+``forkserver`` that imports the task libraries once per process (see :data:`PRELOAD`),
+~1 s on another core that overlaps useful work (see :mod:`scorpion_build.local_pool`).
 """
 
 from __future__ import annotations
@@ -37,8 +36,8 @@ class SchedulerError(RuntimeError):
     """The dask.distributed scheduler given with --scheduler cannot be reached."""
 
 
-# Imported once by the forkserver, so helper processes start with them loaded (the
-# libraries every task uses, and the task modules themselves).
+# Imported once by the forkserver (where helpers do not fork from this process), so helper
+# processes start with them loaded (the libraries every task uses, and the task modules).
 PRELOAD = (
     "numpy",
     "cv2",

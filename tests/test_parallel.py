@@ -166,7 +166,7 @@ def test_a_helper_that_starts_after_the_run_still_finds_its_work_list(monkeypatc
     helper crashed with a traceback), and the run must not wait for it."""
     from scorpion_build import local_pool
 
-    ctx = local_pool._context()
+    ctx = local_pool._context("forkserver")  # how helpers start where fork is not used
 
     class LateContext:
         Process = _LateProcess
@@ -182,3 +182,110 @@ def test_a_helper_that_starts_after_the_run_still_finds_its_work_list(monkeypatc
     assert [(r.value, r.error) for r in results] == [(7, None)]
     assert not _LATE["thread"].is_alive()
     assert _LATE["proc"].exitcode == 0
+
+
+# -- a helper never keeps the build locked ---------------------------------------------------
+HOLD_AND_DIE = """
+import os, signal, sys, time
+from pathlib import Path
+from scorpion_build.lock import build_lock
+from scorpion_build.parallel import run_tasks
+sys.path.insert(0, sys.argv[2])
+from test_parallel import wait_in_helper
+
+build, done = sys.argv[1], Path(sys.argv[3])
+with build_lock(build):
+    for _ in run_tasks(wait_in_helper, [0, 1], workers=2, progress=False, done_dir=str(done),
+                       main_pid=os.getpid()):
+        pass
+"""
+
+
+def wait_in_helper(item: int, done_dir: str, main_pid: int) -> None:
+    """This process waits for the helper to begin its task, then dies (SIGKILL); the helper
+    names its pid and waits until the test lets it go."""
+    done = Path(done_dir)
+    if os.getpid() == main_pid:
+        _wait_for(done / "helper.pid")
+        os.kill(os.getpid(), signal.SIGKILL)
+    (done / ".helper.pid").write_text(str(os.getpid()))
+    (done / ".helper.pid").rename(done / "helper.pid")
+    _wait_for(done / "release")
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+def test_a_helper_outliving_a_killed_run_does_not_hold_the_build_lock(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from scorpion_build.lock import build_lock
+
+    build, done = tmp_path / "build", tmp_path / "done"
+    done.mkdir()
+    main = subprocess.run(
+        [sys.executable, "-c", HOLD_AND_DIE, str(build), str(Path(__file__).parent), str(done)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        timeout=WAIT_S,
+    )
+    helper = int((done / "helper.pid").read_text())
+    try:
+        assert main.returncode == -signal.SIGKILL
+        os.kill(helper, 0)  # the helper is still in its task...
+        with build_lock(build):  # ...and the next run takes the lock
+            pass
+    finally:
+        (done / "release").touch()
+
+
+# -- helpers fork safely from a process whose thread pools are running -----------------------
+POOLS_RUNNING = """
+import os, sys
+import cv2
+import numpy as np
+from scorpion_build.parallel import run_tasks
+sys.path.insert(0, sys.argv[1])
+from test_parallel import blur_after_helper
+
+cv2.setNumThreads(4)  # OpenCV's pool is running in this process when the helper forks
+cv2.GaussianBlur(np.zeros((2000, 2000, 3), np.uint8), (31, 31), 5)
+results = list(run_tasks(blur_after_helper, [0, 1, 2, 3], workers=2, progress=False,
+                         done_dir=sys.argv[2], main_pid=os.getpid()))
+assert all(r.error is None for r in results), [r.error for r in results]
+print(sorted({r.value for r in results} - {os.getpid()}) != [], flush=True)
+"""
+
+
+def blur_after_helper(item: int, done_dir: str, main_pid: int) -> int:
+    """Blur with OpenCV; this process waits until a helper has blurred once."""
+    import cv2
+    import numpy as np
+
+    if os.getpid() == main_pid:
+        _wait_for_helper(Path(done_dir), main_pid)
+    cv2.GaussianBlur(np.zeros((500, 500, 3), np.uint8), (31, 31), 5)
+    (Path(done_dir) / f"{os.getpid()}_{item}").touch()
+    return os.getpid()
+
+
+def test_helpers_fork_safely_from_a_process_with_running_thread_pools(tmp_path: Path) -> None:
+    """A child cannot use a thread pool whose threads stayed in its parent: forking while
+    OpenCV's pool ran used to hang the helper in its first task, and the run with it."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", POOLS_RUNNING, str(Path(__file__).parent), str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,  # a safety net: without the fix the helper hangs for good
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "True"  # a helper ran tasks

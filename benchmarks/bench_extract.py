@@ -93,14 +93,14 @@ def errors_um(src, regions: pd.DataFrame, patches: pd.DataFrame) -> np.ndarray:
 def baselines(build, patches: pd.DataFrame) -> tuple[float, float, float]:
     """Seconds per patch: naive (openslide level 0 + resize), the tile-decode bound, and the
     output floor: that decode plus the work no extract writing this store avoids, one
-    bilinear warp of the level pixels to SIZE x SIZE and the store's Blosc/Zstd encode."""
+    bilinear warp of the level pixels to SIZE x SIZE and the store's Blosc/Zstd encode.
+    Call it single-threaded: OpenCV's own threads would put a second core under the floor."""
     import numcodecs
     import openslide
 
     from scorpion_build import geometry as geo
     from scorpion_build.slide import Slide
 
-    numcodecs.blosc.set_nthreads(1)
     codec = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.NOSHUFFLE)
     slides = pd.read_parquet(build / "manifests" / "slides.parquet").set_index(
         ["slide_id", "scanner"]
@@ -185,7 +185,10 @@ def main() -> None:
         )
     n = int((patches["status"] != "failed").sum())
     ours = seconds / n
-    naive, bound, floor, floor_cpu = baselines(build, patches)
+    from scorpion_build.parallel import single_threaded
+
+    with single_threaded():  # on one core, as the extract's own tasks run
+        naive, bound, floor, floor_cpu = baselines(build, patches)
     print(f"\nthroughput, one worker process (= one core), {n} patches of {SIZE} px")
     print(
         f"  extract (with refinement): {1 / ours:6.2f} patches/s  ({ours * 1000:.0f} ms/patch; "

@@ -65,7 +65,13 @@ def to_uint8(grey: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 def is_fluorescence(rgb: np.ndarray) -> bool:
     """True when an RGB uint8 image has the dark background of a fluorescence scan."""
     step = max(1, max(rgb.shape[:2]) // 256)  # the median needs a sample, not every pixel
-    return float(np.median(rgb[::step, ::step].max(axis=2))) < FLUORESCENCE_MAX_MEDIAN
+    return float(np.median(brightest_channel(rgb[::step, ::step]))) < FLUORESCENCE_MAX_MEDIAN
+
+
+def brightest_channel(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) maximum over the channels of an (H, W, C) image (``rgb.max(axis=2)``, which
+    numpy computes ~4x slower for a short last axis)."""
+    return np.maximum.reduce([rgb[..., c] for c in range(rgb.shape[2])])
 
 
 def tissue_mask(rgb: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np.ndarray:
@@ -83,7 +89,7 @@ def tissue_mask(rgb: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np
 
 def fluorescence_mask(rgb: np.ndarray, mpp: float, min_area_um2: float = 2000.0) -> np.ndarray:
     """:func:`tissue_mask` of an image already known to be fluorescence."""
-    signal = rgb.max(axis=2).astype(np.float32) / 255.0
+    signal = brightest_channel(rgb).astype(np.float32) / 255.0
     return _signal_mask(signal, mpp, min_area_um2, MIN_FLUORESCENCE_SIGNAL)
 
 

@@ -8,14 +8,14 @@ or one core costs no process at all. Each helper sends its results through its o
 a helper that dies (killed, out of memory) shows up as the end of its pipe, and only its
 task in flight is lost, reported as failed.
 
-On Linux helpers fork from this process itself, at the start of a run, from the calling
+On Linux helpers fork from this process itself, at the start of a run, from the main
 thread and before this process runs any task of it: they start in milliseconds with every
 library already imported, and nothing of ours is half-done in another thread. The thread
 pools tasks use (OpenCV, Blosc, BLAS/OpenMP) are wound down to one thread while forking
 (:func:`parallel.single_threaded`), zarr's and fsspec's event loops restart by their own
 fork handlers, and a child drops this process's build lock (:mod:`scorpion_build.lock`).
-Elsewhere (macOS, Windows) helpers start from a forkserver (or spawn) in a background
-thread, as forking is not safe there.
+Elsewhere (macOS, Windows, or a run started from another thread) helpers start from a
+forkserver (or spawn) in a background thread, as forking is not safe there.
 """
 
 from __future__ import annotations
@@ -65,11 +65,14 @@ class WorkList:
 
 
 def _context(method: str | None = None) -> Any:
-    """How helpers start: ``fork`` on Linux; elsewhere a forkserver whose server imports
-    :data:`parallel.PRELOAD` (once per process), or spawn where there is none (Windows)."""
+    """How helpers start: ``fork`` on Linux when called from the main thread (another
+    thread of the caller's may be anywhere, its locks held); otherwise a forkserver whose
+    server imports :data:`parallel.PRELOAD` (once per process), or spawn where there is
+    none (Windows)."""
     methods = mp.get_all_start_methods()
     if method is None:
-        method = "fork" if sys.platform.startswith("linux") else "forkserver"
+        main = threading.current_thread() is threading.main_thread()
+        method = "fork" if sys.platform.startswith("linux") and main else "forkserver"
     if method not in methods:
         method = "spawn"
     ctx = mp.get_context(method)

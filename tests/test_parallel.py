@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from multiprocessing import context as mp_context
@@ -85,6 +86,21 @@ def test_helpers_and_this_process_share_the_tasks(tmp_path: Path) -> None:
     assert all(r.error is None and r.value[0] == r.item**2 for r in out.values())
     pids = {r.value[1] for r in out.values()}
     assert os.getpid() in pids and len(pids) == 2
+
+
+def test_a_run_started_from_another_thread_shares_the_tasks_too(tmp_path: Path) -> None:
+    """Forking from a thread other than the main one is not safe (the main thread may hold
+    any lock): such a run starts its helpers from the forkserver instead."""
+    from scorpion_build import local_pool
+
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(_results(list(range(6)), tmp_path)))
+    thread.start()
+    thread.join(WAIT_S)
+    assert sorted(out) == list(range(6)) and all(r.error is None for r in out.values())
+    assert len({r.value[1] for r in out.values()}) == 2
+    if sys.platform.startswith("linux"):
+        assert local_pool._context().get_start_method() == "fork"  # the main thread forks
 
 
 def test_a_failing_task_is_reported_and_the_rest_finish(tmp_path: Path) -> None:
@@ -223,7 +239,6 @@ def _wait_for(path: Path) -> None:
 
 def test_a_helper_outliving_a_killed_run_does_not_hold_the_build_lock(tmp_path: Path) -> None:
     import subprocess
-    import sys
 
     from scorpion_build.lock import build_lock
 
@@ -278,7 +293,6 @@ def test_helpers_fork_safely_from_a_process_with_running_thread_pools(tmp_path: 
     """A child cannot use a thread pool whose threads stayed in its parent: forking while
     OpenCV's pool ran used to hang the helper in its first task, and the run with it."""
     import subprocess
-    import sys
 
     run = subprocess.run(
         [sys.executable, "-c", POOLS_RUNNING, str(Path(__file__).parent), str(tmp_path)],

@@ -34,7 +34,9 @@ class Spec:
     ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive ones (in
     the setting's own unit); ``choices`` the accepted strings; ``shown`` the default in words
     where the value alone would mislead (``None`` meaning "one per CPU"); ``flag`` the CLI
-    spelling when it is not ``--name`` (``--no-refine``); ``metavar`` the CLI placeholder.
+    spelling when it is not ``--name`` (``--no-refine``); ``metavar`` the CLI placeholder;
+    ``requires`` another setting of the same config this one means nothing without, and
+    ``excludes`` one it cannot be given with (checked by :func:`check_settings`).
     """
 
     help: str
@@ -46,6 +48,8 @@ class Spec:
     shown: str | None = None
     flag: str | None = None
     metavar: str | None = None
+    requires: str | None = None
+    excludes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,16 @@ def check_settings(config: Any) -> None:
     Called from the config's ``__post_init__``: every value is checked before anything is
     opened (``docs/contracts.md`` section 3).
     """
-    for name, item in settings_of(type(config)).items():
+    items = settings_of(type(config))
+    for name, item in items.items():
         item.check(getattr(config, name))
+    for name, item in items.items():  # a given setting and the others it depends on
+        value = getattr(config, name)
+        needs, clashes = item.spec.requires, item.spec.excludes
+        if value and needs in items and not getattr(config, needs):
+            raise OptionError(name, value, f"needs '{items[needs].option}' as well")
+        if value and clashes in items and getattr(config, clashes):
+            raise OptionError(name, value, f"cannot be given with '{items[clashes].option}'")
 
 
 class SettingOption(click.Option):

@@ -49,6 +49,36 @@ def test_the_same_mistake_gets_the_same_message_everywhere(tmp_path):
     assert result.exit_code == 2 and "--fine-mpp 0.0: must be > 0" in result.output
 
 
+@pytest.mark.parametrize(
+    ("yaml_keys", "cli_args", "message"),
+    [
+        ("  classes: c.json\n", ["--classes", "{c}"], "needs 'annotations' as well"),
+        ("  roi-class: [tumor]\n", ["--roi-class", "tumor"], "needs 'annotations' as well"),
+        (
+            "  annotations: ann\n  regions-from: r.csv\n  roi-class: [tumor]\n",
+            ["--annotations", "{d}", "--regions-from", "{c}", "--roi-class", "tumor"],
+            "cannot be given with 'regions-from'",
+        ),
+    ],
+)
+def test_settings_that_need_another_are_refused_alone_everywhere(
+    tmp_path, yaml_keys, cli_args, message
+):
+    """A class list without the annotations it names (or ROI sampling beside given regions)
+    is refused before anything runs, by the pipeline (with its line) and by the CLI."""
+    path = tmp_path / "p.yaml"
+    path.write_text("build: b\nextract:\n" + yaml_keys)
+    with pytest.raises(ConfigError, match=rf"p.yaml:\d+: 'extract.[a-z-]+' .*: {message}"):
+        load_config(path)
+    (tmp_path / "c.json").write_text('["background", "tumor"]')
+    build = tmp_path / "build"
+    build.mkdir()
+    args = [a.format(c=tmp_path / "c.json", d=tmp_path) for a in cli_args]
+    result = CliRunner().invoke(main, ["extract", str(build), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (build / "patches.zarr").exists() and not (build / "manifests").exists()
+
+
 def test_pipeline_stage_shares_the_library_settings():
     assert list(settings_of(RegisterStage)) == ["method", "coarse_mpp", "fine_mpp", "max_blocks"]
     for name, item in settings_of(RegisterStage).items():
@@ -103,7 +133,7 @@ def test_extract_settings_are_the_library_config_plus_its_inputs(tmp_path):
     path.write_text("build: b\nextract:\n  regions: 3\n  compression: lz4\n")
     with pytest.raises(ConfigError, match=r"p.yaml:4: 'extract.compression' 'lz4': choose one"):
         load_config(path)
-    path.write_text("build: b\nextract:\n  regions: 3\n  roi-class: tumour\n")
+    path.write_text("build: b\nextract:\n  regions: 3\n  annotations: a\n  roi-class: tumour\n")
     config = load_config(path)
     assert extract_config(config) == ExtractConfig(regions=3)
     assert ExtractStage().size == ExtractConfig().size and config.extract.roi_class == ["tumour"]

@@ -70,6 +70,12 @@ def command(
 ) -> None:
     """Sample tissue regions in the reference scan of every slide in BUILD and write one
     aligned patch per scanner to BUILD/patches.zarr (resumable)."""
+    ExtractInputs(  # how the input options combine, checked before anything is read
+        regions_from=_text(regions_from),
+        annotations=_text(annotations_dir),
+        classes=_text(class_file),
+        roi_class=list(roi_classes),
+    )
     config = ExtractConfig(
         regions=regions,
         region_um=region_um,
@@ -93,13 +99,15 @@ def command(
     _report(build, config, regions_df, patches, annotations)
 
 
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def _annotations(
     build: Path, annotations_dir: Path | None, class_file: Path | None
 ) -> AnnotationSet | None:
     """``--annotations`` (and ``--classes``) read against the build's slides."""
     if annotations_dir is None:
-        if class_file is not None:
-            raise click.UsageError("--classes names the classes of --annotations; give both")
         return None
     slides = BuildDir.at(build).read("slides")
     return load_build_annotations(slides, annotations_dir, class_file)

@@ -81,7 +81,14 @@ class ExtractInputs:
         None,
         "JSON list of class names fixing their order (index 0 = background).",
         shown="background, then the annotated names sorted",
+        requires="annotations",
     )
     roi_class: list[str] = setting(
-        [], "Sample regions only inside annotations of this class (repeatable)."
+        [],
+        "Sample regions only inside annotations of this class (repeatable).",
+        requires="annotations",
+        excludes="regions_from",
     )
+
+    def __post_init__(self) -> None:
+        check_settings(self)

@@ -163,7 +163,10 @@ def run_shared(
         # now, before this process runs a task of this run; with the libraries' thread
         # pools wound down to one thread, as a child cannot use a pool whose threads
         # stayed behind in this process (OpenCV's would hang it)
-        with parallel.single_threaded():
+        with parallel.single_threaded(), warnings.catch_warnings():
+            # Python 3.12+ warns of forking a process with threads: the module docstring
+            # says why these forks are safe
+            warnings.simplefilter("ignore", DeprecationWarning)
             _start(procs, writers, cancel)
     else:  # a forkserver's first start waits for its imports: start beside the work
         threading.Thread(
@@ -195,11 +198,7 @@ def _start(procs: list, writers: list[Connection], cancel: threading.Event) -> N
     for proc, writer in zip(procs, writers, strict=True):
         try:
             if not cancel.is_set():
-                with warnings.catch_warnings():
-                    # Python 3.12+ warns of forking a process with threads: see the module
-                    # docstring for why these forks are safe
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    proc.start()
+                proc.start()
         except Exception as exc:  # this process does the work alone
             log.warning("a helper process could not start (%s); working without it", exc)
         finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scorpion_build.files import write_text_atomic
 from scorpion_build.train.colorspace import check_color_space, rgb_to, to_rgb
 
 
@@ -50,8 +51,8 @@ class StainStatistics:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        # a stats file being replaced stays whole if the write is interrupted
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> StainStatistics:

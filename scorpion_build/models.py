@@ -58,6 +58,7 @@ def padded_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class CheckpointError(WeightsError):
     """A checkpoint that cannot be loaded, with the file named and the fix."""
 
+
 ARCHITECTURES = ("deeplabv3plus", "unet", "fpn")  # build_model's decoders
 
 

@@ -164,9 +164,7 @@ class SettingOption(click.Option):
         self.setting = setting
 
 
-def click_option(
-    cls: type, name: str, *param: str, **extra: Any
-) -> Callable[[Callable], Callable]:
+def click_option(cls: type, name: str, *param: str, **extra: Any) -> Callable[[Callable], Callable]:
     """The Click option of setting ``name`` of ``cls``: its flag, type, default and help.
 
     ``param`` names the command's parameter when it is not the option's own name;

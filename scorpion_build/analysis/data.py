@@ -131,6 +131,7 @@ def open_patches(build: BuildDir, patches: pd.DataFrame | None = None) -> PatchS
         checked=checked_reader(array, patches, scanners, str(build.root)),
     )
 
+
 def _open_store(build: BuildDir) -> tuple[zarr.Group, zarr.Array]:
     """The store's group and its checked ``patches`` array; PatchStoreError names the fix."""
     path = build.zarr
@@ -182,4 +183,3 @@ def _usable_patches(
         if 0 <= int(i) < n:
             ids[int(i)] = str(sid)
     return valid, ids
-

@@ -146,9 +146,7 @@ def _patch_sections(
     return store, sections
 
 
-def _checked_inputs(
-    build: str | Path, benchmark_dir: str | Path | None
-) -> tuple[BuildDir, Path]:
+def _checked_inputs(build: str | Path, benchmark_dir: str | Path | None) -> tuple[BuildDir, Path]:
     """The build and the benchmark folder, checked before minutes go into the analysis."""
     bd = BuildDir.at(build)
     if not bd.root.is_dir():

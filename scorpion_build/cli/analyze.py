@@ -14,9 +14,7 @@ from scorpion_build.settings import click_option
 @click.command("analyze", cls=GuardedCommand)
 @click.argument("build", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click_option(AnalyzeStage, "features")
-@click_option(
-    AnalyzeStage, "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click_option(AnalyzeStage, "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--benchmark",
     "benchmark_dir",

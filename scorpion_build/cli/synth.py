@@ -51,9 +51,7 @@ def _mpp_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str,
     metavar="SCANNER=MPP",
     help="Level-0 um/px of a scanner (repeatable); defaults to its real resolution.",
 )
-@click_option(
-    SynthStage, "texture", type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click_option(SynthStage, "texture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--texture-mpp", type=float, default=None, help="um/px of --texture if unstated.")
 @click_option(SynthStage, "scenario", "scenarios")
 @click.option("--distortion-um", type=float, default=3.0, show_default=True)

@@ -38,7 +38,6 @@ _OPTION_KEYS = {
 }
 
 
-
 def option(name: str, **extra: object):  # noqa: ANN201 - a Click decorator
     """The option of TrainConfig setting ``name``; None unless given (the config file wins)."""
     return defaults_for_help(TrainConfig, name, **extra)

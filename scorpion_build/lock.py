@@ -13,14 +13,24 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from scorpion_build.staging import remove_replaced
 
 LOCK_NAME = ".lock"
-# re-entrant within a process: `run` holds the lock while it calls each stage
-_held: dict[Path, int] = {}
-_fds: dict[Path, int] = {}  # the lock file of each build held, open in this process
+
+
+@dataclass
+class _Held:
+    """A build's lock held by this process: its open lock file and how many ``with`` blocks
+    hold it (re-entrant: `run` holds the lock while it calls each stage)."""
+
+    fd: int
+    depth: int = 1
+
+
+_held: dict[Path, _Held] = {}
 
 
 def _drop_inherited() -> None:
@@ -28,9 +38,8 @@ def _drop_inherited() -> None:
     nothing. The parent's lock stays (a flock lives while any copy is open and is never
     unlocked here), but a helper that outlives a killed parent for the rest of its task no
     longer keeps the build locked against the next run."""
-    for fd in _fds.values():
-        os.close(fd)
-    _fds.clear()
+    for held in _held.values():
+        os.close(held.fd)
     _held.clear()
 
 
@@ -60,11 +69,11 @@ def build_lock(root: str | os.PathLike, readonly_ok: bool = False) -> Iterator[N
     """
     root = Path(root).expanduser().resolve()
     if root in _held:
-        _held[root] += 1
+        _held[root].depth += 1
         try:
             yield
         finally:
-            _held[root] -= 1
+            _held[root].depth -= 1
         return
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -86,11 +95,11 @@ def build_lock(root: str | os.PathLike, readonly_ok: bool = False) -> Iterator[N
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         remove_stale_temps(root)
-        _held[root], _fds[root] = 1, fd
+        _held[root] = _Held(fd)
         try:
             yield
         finally:
-            del _held[root], _fds[root]
+            del _held[root]
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing releases the flock

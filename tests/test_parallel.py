@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing import context as mp_context
 from pathlib import Path
 
@@ -24,13 +25,21 @@ from scorpion_build.parallel import cached, run_tasks
 WAIT_S = 120.0  # a safety net only: the waits below end on an event, never on time
 
 
+def _wait_until(done: Callable[[], bool], what: str) -> None:
+    """Poll ``done`` until it is true (``WAIT_S`` is a safety net, never the expected end)."""
+    deadline = time.monotonic() + WAIT_S
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+
+
 def _wait_for_helper(done_dir: Path, main_pid: int) -> None:
     """In this (the main) process: wait until a helper has finished a task."""
-    deadline = time.monotonic() + WAIT_S
-    while not any(int(p.name.split("_")[0]) != main_pid for p in done_dir.iterdir()):
-        if time.monotonic() > deadline:
-            raise TimeoutError("no helper process finished a task")
-        time.sleep(0.02)
+    _wait_until(
+        lambda: any(int(p.name.split("_")[0]) != main_pid for p in done_dir.iterdir()),
+        "no helper process finished a task",
+    )
 
 
 def square(item: int, done_dir: str, main_pid: int, fail: int = -1, die: int = -1) -> tuple:
@@ -230,11 +239,7 @@ def wait_in_helper(item: int, done_dir: str, main_pid: int) -> None:
 
 
 def _wait_for(path: Path) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.02)
+    _wait_until(path.exists, f"{path} never appeared")
 
 
 def test_a_helper_outliving_a_killed_run_does_not_hold_the_build_lock(tmp_path: Path) -> None:

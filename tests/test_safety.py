@@ -83,6 +83,7 @@ def _chunk(root: Path, n: int, s: int) -> Path:
         ["extract", "--workers", "-1"],
         ["extract", "--workers", "0"],
         ["extract", "--force", "--scheduler", "notanaddress"],
+        ["extract", "--force", "--roi-class", "tumour"],  # needs --annotations
         ["register", "--fine-mpp", "0"],
         ["register", "--max-blocks", "0"],
         ["register", "--workers", "0"],
